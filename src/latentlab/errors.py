@@ -1,0 +1,47 @@
+"""latentlab's own exceptions.
+
+Every error a user can cause is one of these, with a message that names the problem and the fix.
+They subclass the built-in type that fits, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LatentlabError",
+    "DataError",
+    "DataTypeError",
+    "ConfigError",
+    "CheckpointError",
+    "DivergenceError",
+    "NotFittedError",
+]
+
+from sklearn.exceptions import NotFittedError as _SkNotFitted
+
+
+class LatentlabError(Exception):
+    """Base class of every error latentlab raises on purpose."""
+
+
+class DataError(LatentlabError, ValueError):
+    """The data cannot be used as given (NaN, wrong shape, wrong range, unreadable file...)."""
+
+
+class DataTypeError(DataError, TypeError):
+    """The data holds values that are not numbers."""
+
+
+class ConfigError(LatentlabError, ValueError):
+    """A setting is out of its allowed range or unknown."""
+
+
+class CheckpointError(LatentlabError, ValueError):
+    """A saved model or checkpoint is missing, corrupt, or from an incompatible version."""
+
+
+class DivergenceError(LatentlabError, FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+class NotFittedError(LatentlabError, _SkNotFitted):
+    """The estimator is used before ``fit``."""

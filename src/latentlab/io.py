@@ -1,0 +1,102 @@
+"""Files that survive crashes: atomic writes, safetensors with JSON metadata, and no pickle.
+
+A file is written to a temporary name in the same directory, flushed and fsynced, then renamed
+over the target (``os.replace`` is atomic on POSIX and Windows), and the directory is fsynced.
+A process killed at any moment leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .errors import CheckpointError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "save_tensors", "load_tensors", "read_json"]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], meta: Any = None) -> None:
+    """Write tensors (and a JSON-serialisable ``meta``) to one safetensors file, atomically."""
+    from safetensors.torch import save
+
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    metadata = {"latentlab": json.dumps(meta, allow_nan=True)} if meta is not None else None
+    atomic_write_bytes(path, save(flat, metadata=metadata))
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Any]:
+    """Read a file written by :func:`save_tensors`; never unpickles.
+
+    Raises :class:`CheckpointError` naming the file for a missing, truncated or corrupt file.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; check the path, or train a model first.")
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt") as f:
+            raw_meta = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+        meta = json.loads(raw_meta["latentlab"]) if "latentlab" in raw_meta else None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); it is "
+            "truncated or corrupt. Restore it from a copy or retrain."
+        ) from None
+    return tensors, meta
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; is this a latentlab run directory?")
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is corrupt.") from None

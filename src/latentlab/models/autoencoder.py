@@ -1,0 +1,201 @@
+"""The deterministic autoencoder: encoder and decoder networks trained on reconstruction."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import check_choice
+from ..objectives import ReconstructionLoss
+from .base import register
+from .distributions import LIKELIHOODS, make_likelihood
+from .neural import NeuralModel
+
+__all__ = ["Autoencoder", "AEModule", "AE_LOSSES"]
+
+AE_LOSSES = ("mse", *LIKELIHOODS)
+
+
+class AEModule(nn.Module):
+    """encoder: x (B, *S) -> z (B, K); decoder: z (..., K) -> out (..., *S).
+
+    With ``likelihood=None`` the loss is the squared error summed over features and ``out`` is
+    the reconstruction; otherwise ``out`` holds the likelihood's parameters (e.g. logits).
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+    def reconstruction_loss(self, x, out):
+        """Per example (B,): squared error summed over features, or -log p(x | out) in nats."""
+        if self.likelihood is None:
+            return (out - x).pow(2).reshape(x.shape[0], -1).sum(-1)
+        return -self.likelihood.log_prob(x, out)
+
+    def mean(self, out):
+        return out if self.likelihood is None else self.likelihood.mean(out)
+
+
+@register
+class Autoencoder(NeuralModel):
+    """An autoencoder trained by gradient descent on its reconstruction loss.
+
+    ``hidden=()`` gives the linear autoencoder, whose codes span the top-``latent_dim`` PCA
+    subspace (though not its individual axes) when trained on squared error.
+
+    Parameters
+    ----------
+    latent_dim : int
+        Size of the code.
+    hidden : tuple of int
+        Hidden layer sizes of the encoder; the decoder mirrors them. () is linear.
+    activation : str
+        "relu", "elu", "gelu", "silu", "tanh", "leaky_relu" or "softplus".
+    architecture : {"mlp", "conv"}
+        "conv" needs images and uses ``channels`` (stride-2 convolutions) before ``hidden``.
+    channels : tuple of int
+        Convolution channels for ``architecture="conv"``.
+    loss : {"mse", "bernoulli", "continuous_bernoulli", "gaussian"}
+        Squared error summed over features, or the negative log-likelihood of the named
+        decoder distribution (nats per example).
+    sigma : float or {"learned", "learned_per_feature"}
+        Standard deviation for ``loss="gaussian"``.
+    scale : {None, "standard", "minmax"}
+        Per-feature scaling learned at fit, applied on input and undone on output.
+    epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience, grad_clip : training
+        settings; see :class:`latentlab.TrainConfig`.
+    validation_fraction : float
+        Share of X held out for early stopping (ignored when ``X_val`` is passed to ``fit``).
+    seed : int
+        Makes a CPU run repeatable.
+    device : str
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", ...
+    compile : bool
+        Use ``torch.compile`` for the training step.
+    verbose : bool or None
+        Progress bar on stderr; None shows it only on a terminal.
+    checkpoint_dir : str or None
+        Where ``checkpoint.safetensors`` is written each epoch (for ``fit(..., resume=True)``).
+
+    Attributes
+    ----------
+    module_ : AEModule
+    history_ : list of dict, one record per epoch (train_loss, val_loss, ..., time_s).
+    best_epoch_ : int
+    n_features_in_ : int
+    input_shape_ : tuple
+
+    Example
+    -------
+    >>> from latentlab import Autoencoder
+    >>> from latentlab.datasets import load_digits
+    >>> X = load_digits().data
+    >>> ae = Autoencoder(latent_dim=4, hidden=(64,), epochs=2, verbose=False).fit(X)
+    >>> ae.transform(X).shape
+    (1797, 4)
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        hidden=(256, 128),
+        activation: str = "relu",
+        architecture: str = "mlp",
+        channels=(32, 64),
+        loss: str = "mse",
+        sigma="learned",
+        scale=None,
+        epochs: int = 100,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
+        patience: int | None = 10,
+        validation_fraction: float = 0.1,
+        grad_clip: float | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = False,
+        verbose: bool | None = None,
+        checkpoint_dir=None,
+    ):
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.activation = activation
+        self.architecture = architecture
+        self.channels = channels
+        self.loss = loss
+        self.sigma = sigma
+        self.scale = scale
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.grad_clip = grad_clip
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+
+    def _validate_params(self):
+        super()._validate_params()
+        check_choice(self.loss, "loss", AE_LOSSES)
+
+    def _check_support(self, A):
+        if self.loss != "mse":
+            make_likelihood(self.loss, self.sigma, self.n_features_in_).check(A)
+
+    def _build_module(self):
+        enc, dec = self._networks(int(self.latent_dim), int(self.latent_dim))
+        lik = None
+        if self.loss != "mse":
+            lik = make_likelihood(self.loss, self.sigma, self.n_features_in_, getattr(self, "_feature_var", None))
+        return AEModule(enc, dec, lik)
+
+    def _objective(self):
+        return ReconstructionLoss()
+
+    # ------------------------------------------------------------------ the transformer API
+    def transform(self, X) -> np.ndarray:
+        """Codes of shape (n, latent_dim)."""
+        A = self._check_X(X, reset=False)
+        return self._map_batches(A, lambda b: self.module_.encode(b[0]))
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Decoded data from codes (n, latent_dim), shaped and scaled like the training data."""
+        Zc = self._check_Z(Z)
+        out = self._decode_batches(Zc, lambda z: self.module_.mean(self.module_.decode(z)))
+        return self._output(out)
+
+    def reconstruct(self, X) -> np.ndarray:
+        """inverse_transform(transform(X))."""
+        return self.inverse_transform(self.transform(X))
+
+    def score_samples(self, X) -> np.ndarray:
+        """Negative reconstruction loss per example (higher is better), in the model's scaled units."""
+        A = self._check_X(X, reset=False)
+        m = self.module_
+        return -self._map_batches(A, lambda b: m.reconstruction_loss(b[0], m(b[0])))
+
+    def score(self, X, y=None) -> float:
+        """Mean of :meth:`score_samples`: minus the mean reconstruction loss."""
+        return float(np.mean(self.score_samples(X)))

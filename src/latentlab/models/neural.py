@@ -1,0 +1,260 @@
+"""The part of the Autoencoder and the VAE that is about networks: build, train, run in batches."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import check_choice, check_float, check_hidden, check_int
+from ..config import TrainConfig
+from ..errors import ConfigError, DataError
+from ..training.data import ArrayData
+from ..training.trainer import CHECKPOINT_NAME, resolve_device, train
+from .base import LatentModel
+from .networks import MLP, ConvDecoder, ConvEncoder
+
+__all__ = ["NeuralModel", "ARCHITECTURES"]
+
+ARCHITECTURES = ("mlp", "conv")
+_EVAL_BATCH = 2048
+
+
+class NeuralModel(LatentModel):
+    """Base of the estimators trained by gradient descent.
+
+    Subclasses define ``_build_module()``, ``_objective()`` and may override ``_check_support``.
+    """
+
+    _fitted_attr = "module_"
+
+    # ------------------------------------------------------------------ configuration
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            lr_schedule=self.lr_schedule,
+            patience=self.patience,
+            grad_clip=self.grad_clip,
+            seed=self.seed,
+            device=self.device,
+            compile=self.compile,
+            progress=self.verbose,
+        )
+
+    def _validate_params(self) -> None:
+        check_int(self.latent_dim, "latent_dim")
+        check_hidden(self.hidden, "hidden")
+        check_hidden(self.channels, "channels")
+        check_choice(self.architecture, "architecture", ARCHITECTURES)
+        check_float(self.validation_fraction, "validation_fraction", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
+
+    def _module_shape(self) -> tuple[int, ...]:
+        """Shape of one example as the networks take it: (F,) for the MLP, (C, H, W) for conv."""
+        shape = self.input_shape_
+        if self.architecture == "mlp":
+            return (int(np.prod(shape)),)
+        if len(shape) == 1:
+            raise DataError(
+                f"architecture='conv' needs images, X of shape (n, H, W) or (n, C, H, W), but the "
+                f"examples have shape {shape}; reshape X, or use architecture='mlp'."
+            )
+        return (1, *shape) if len(shape) == 2 else tuple(shape)
+
+    def _networks(self, out_features: int, in_latent: int):
+        """(encoder, decoder): encoder (B, *S) -> (B, out_features); decoder (..., in_latent) -> (..., *S)."""
+        hidden = check_hidden(self.hidden)
+        shape = self._module_shape()
+        if self.architecture == "mlp":
+            F = shape[0]
+            return MLP(F, hidden, out_features, self.activation), MLP(in_latent, hidden[::-1], F, self.activation)
+        channels = check_hidden(self.channels, "channels")
+        enc = ConvEncoder(shape, channels, hidden, out_features, self.activation)
+        dec = ConvDecoder(in_latent, shape, channels, hidden[::-1], self.activation)
+        return enc, dec
+
+    def _build_module(self) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def _objective(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def _check_support(self, A) -> None:
+        """Check the (scaled) training data against the model's likelihood; set ``likelihood_``."""
+
+    # ------------------------------------------------------------------ data plumbing
+    def _data(self, arrays: Sequence, device, index=None) -> ArrayData:
+        return ArrayData(
+            arrays,
+            device,
+            index=index,
+            offset=self.scale_offset_,
+            scale=self.scale_factor_,
+            shape=self._module_shape(),
+        )
+
+    def _scaled_chunks(self, A, chunk: int = 65536):
+        for start in range(0, A.shape[0], chunk):
+            yield self._apply_scaler(np.asarray(A[start : start + chunk]))
+
+    def _split(self, n: int):
+        frac = float(self.validation_fraction)
+        n_val = int(round(n * frac))
+        if frac <= 0 or n_val < 1 or n - n_val < 2:
+            return np.arange(n), None
+        perm = np.random.default_rng(self.seed).permutation(n)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, *, X_val=None, resume: bool = False):
+        """Train on X of shape (n, n_features), or images (n, H, W) / (n, C, H, W).
+
+        Parameters
+        ----------
+        X : array-like, torch tensor, or memory-mapped array
+        y : ignored (accepted for Pipeline compatibility)
+        X_val : array-like, optional
+            Validation data for early stopping; by default a ``validation_fraction`` of X is held out.
+        resume : bool
+            Continue from the checkpoint in ``checkpoint_dir`` (if one is there).
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, None, X_val=X_val, y_val=None, resume=resume)
+
+    def _fit(self, X, cond, *, X_val, y_val, resume):
+        self._validate_params()
+        cfg = self._train_config()
+        A = self._check_X(X, reset=True, min_samples=2)
+        s1 = s2 = 0.0
+        for chunk in self._scaled_chunks(A):
+            self._check_support(chunk)
+            f = chunk.reshape(len(chunk), -1).astype(np.float64)
+            s1, s2 = s1 + f.sum(0), s2 + (f * f).sum(0)
+        mean = s1 / A.shape[0]
+        self._feature_var = np.maximum(s2 / A.shape[0] - mean**2, 0.0)  # read by _build_module
+        self._module_shape()  # fail early for conv on flat data
+        device = resolve_device(cfg.device)
+        arrays = [A] if cond is None else [A, cond]
+        if X_val is not None:
+            V = self._check_X(X_val, reset=False)
+            train_idx, val_data = None, self._data([V] if y_val is None else [V, y_val], device)
+        else:
+            train_idx, val_idx = self._split(A.shape[0])
+            val_data = None if val_idx is None else self._data(arrays, device, index=val_idx)
+        train_data = self._data(arrays, device, index=train_idx)
+
+        ckpt = None
+        if self.checkpoint_dir is not None:
+            ckpt = Path(self.checkpoint_dir) / CHECKPOINT_NAME
+        cuda_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(cfg.seed)
+            module = self._build_module().to(device)
+            result = train(
+                module,
+                self._objective(),
+                train_data,
+                val_data,
+                cfg,
+                checkpoint=ckpt,
+                resume=resume,
+                meta=self._checkpoint_meta(),
+                desc=type(self).__name__,
+            )
+        del self._feature_var
+        self.module_ = module.eval()
+        self.device_ = device
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.n_epochs_ = len(result.history)
+        self.stopped_early_ = result.stopped_early
+        return self
+
+    def _checkpoint_meta(self) -> dict[str, Any]:
+        from .base import _jsonable
+
+        state = self._base_state()
+        state.update(self._extra_state())
+        return {
+            "class": type(self).__name__,
+            "params": {k: _jsonable(v) for k, v in self.get_params(deep=False).items()},
+            "state": state,
+        }
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    # ------------------------------------------------------------------ running the networks
+    def _device(self) -> torch.device:
+        dev = getattr(self, "device_", None)
+        if dev is None:
+            dev = self.device_ = resolve_device(self.device)
+        return dev
+
+    @torch.no_grad()
+    def _map_batches(self, A, fn, cond=None) -> np.ndarray:
+        """Apply ``fn(batch_tuple) -> tensor`` to model-ready batches of A; concatenate on the CPU."""
+        self.module_.eval()
+        data = self._data([A] if cond is None else [A, cond], self._device())
+        outs = [fn(b).detach().cpu() for b in data.slices(_EVAL_BATCH)]
+        return torch.cat(outs).numpy()
+
+    @torch.no_grad()
+    def _decode_batches(self, Z: np.ndarray, fn) -> np.ndarray:
+        self.module_.eval()
+        dev = self._device()
+        outs = []
+        for start in range(0, Z.shape[0], _EVAL_BATCH):
+            z = torch.as_tensor(Z[start : start + _EVAL_BATCH], dtype=torch.float32, device=dev)
+            outs.append(fn(z).detach().cpu())
+        return torch.cat(outs).numpy() if outs else np.zeros((0, *self._module_shape()), np.float32)
+
+    def _generator(self, seed) -> torch.Generator | None:
+        if seed is None:
+            return None
+        g = torch.Generator(device=self._device())
+        g.manual_seed(int(seed))
+        return g
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self):
+        state = self._base_state()
+        state.update(self._extra_state())
+        state["history"] = self.history_
+        state["best_epoch"] = self.best_epoch_
+        state["n_epochs"] = self.n_epochs_
+        return state, dict(self.module_.state_dict())
+
+    def _restore(self, state, tensors):
+        from ..training.trainer import _load_module_state
+
+        self._restore_base(state)
+        self._restore_extra(state)
+        self._validate_params()
+        module = self._build_module()
+        _load_module_state(module, tensors, "the saved weights")
+        self.device_ = resolve_device(self.device)
+        self.module_ = module.to(self.device_).eval()
+        self.history_ = state.get("history", [])
+        self.best_epoch_ = state.get("best_epoch")
+        self.n_epochs_ = state.get("n_epochs", len(self.history_))
+        self.stopped_early_ = False
+
+    def _restore_extra(self, state) -> None:
+        pass
+
+    def __getstate__(self):
+        # Pickling (which scikit-learn's clone checks use) keeps tensors on the CPU.
+        state = self.__dict__.copy()
+        state.pop("device_", None)
+        return state

@@ -1,0 +1,204 @@
+"""Principal component analysis: the optimal linear encoder and decoder, in closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from .._validation import check_int
+from ..errors import ConfigError, DataError
+from .base import LatentModel, register
+
+__all__ = ["PCA"]
+
+_LOG_2PI = np.log(2.0 * np.pi)
+
+
+def _covariance(Xc: np.ndarray) -> np.ndarray:
+    """Xc^T Xc for centred data (n, F), with BLAS ``syrk`` (half the work of a general product)."""
+    syrk = scipy.linalg.blas.dsyrk if Xc.dtype == np.float64 else scipy.linalg.blas.ssyrk
+    # Xc is C-contiguous (n, F), i.e. Fortran (F, n) for BLAS: syrk(a=Xc.T, trans=0) = Xc^T Xc.
+    upper = syrk(1.0, Xc.T, trans=0, lower=0)
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
+@register
+class PCA(LatentModel):
+    """Principal component analysis from the top eigenvectors of the covariance.
+
+    The encoder is ``Z = (X - mean_) @ components_.T`` (divided by ``sqrt(explained_variance_)``
+    when whitening) and the decoder its transpose: the linear pair with the least squared
+    reconstruction error for ``latent_dim`` dimensions. ``score`` is the log-likelihood of
+    probabilistic PCA (Tipping & Bishop, 1999) in nats per example, so PCA stands in one table
+    with the VAE.
+
+    Parameters
+    ----------
+    latent_dim : int
+        Number of components kept.
+    whiten : bool
+        Scale the codes to unit variance.
+    scale : {None, "standard", "minmax"}
+        Scaling of each feature learned at fit, applied before PCA and undone on output.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (latent_dim, n_features)
+        Principal axes, unit norm, in decreasing order of variance; each row's largest-magnitude
+        entry is positive.
+    explained_variance_ : ndarray of shape (latent_dim,)
+        Variance along each axis (eigenvalues of the covariance with the n - 1 denominator).
+    explained_variance_ratio_ : ndarray of shape (latent_dim,)
+    singular_values_ : ndarray of shape (latent_dim,)
+    mean_ : ndarray of shape (n_features,)
+    noise_variance_ : float
+        Mean of the discarded eigenvalues: probabilistic PCA's isotropic noise.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from latentlab import PCA
+    >>> X = np.random.default_rng(0).normal(size=(100, 5))
+    >>> pca = PCA(latent_dim=2).fit(X)
+    >>> pca.transform(X).shape, pca.inverse_transform(pca.transform(X)).shape
+    ((100, 2), (100, 5))
+    """
+
+    _fitted_attr = "components_"
+
+    def __init__(self, latent_dim: int = 2, whiten: bool = False, scale=None):
+        self.latent_dim = latent_dim
+        self.whiten = whiten
+        self.scale = scale
+
+    def _dtype_for(self, X):
+        dt = getattr(X, "dtype", None)
+        if isinstance(X, torch.Tensor):
+            return np.float32 if X.dtype in (torch.float32, torch.float16, torch.bfloat16) else np.float64
+        return np.float32 if dt == np.float32 else np.float64
+
+    def fit(self, X, y=None):
+        """Fit on X of shape (n_samples, n_features) or images (n, H, W) / (n, C, H, W)."""
+        k = check_int(self.latent_dim, "latent_dim")
+        A = self._apply_scaler(self._check_X(X, reset=True, min_samples=2))
+        n = A.shape[0]
+        Xf = A.reshape(n, -1)
+        F = Xf.shape[1]
+        if k > min(n, F):
+            raise ConfigError(
+                f"latent_dim={k} is larger than the data allows: min(n_samples, n_features) = "
+                f"{min(n, F)} for X of {n} samples and {F} features; choose latent_dim <= {min(n, F)}."
+            )
+        self.mean_ = Xf.mean(axis=0)
+        Xc = Xf - self.mean_
+        total_var = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64)) / (n - 1)
+        if n >= F:
+            C = _covariance(Xc) / (n - 1)
+            evals, evecs = scipy.linalg.eigh(C, subset_by_index=[F - k, F - 1], check_finite=False)
+            order = np.argsort(evals)[::-1]
+            evals = np.clip(evals[order], 0.0, None)
+            comps = evecs[:, order].T
+        else:
+            _, s, vt = scipy.linalg.svd(Xc, full_matrices=False, check_finite=False)
+            evals = s[:k] ** 2 / (n - 1)
+            comps = vt[:k]
+        # Deterministic signs: the largest-magnitude entry of each axis is positive.
+        signs = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
+        signs[signs == 0] = 1.0
+        self.components_ = (comps * signs[:, None]).astype(Xf.dtype)
+        self.explained_variance_ = evals.astype(Xf.dtype)
+        self.explained_variance_ratio_ = (evals / total_var if total_var > 0 else np.zeros_like(evals)).astype(Xf.dtype)
+        self.singular_values_ = np.sqrt(evals * (n - 1)).astype(Xf.dtype)
+        rest = max(total_var - float(evals.sum()), 0.0)
+        self.noise_variance_ = rest / (F - k) if F > k else 0.0
+        self.n_samples_ = n
+        return self
+
+    def transform(self, X):
+        """Codes of shape (n, latent_dim)."""
+        self._check_is_fitted()
+        A = self._apply_scaler(self._check_X(X, reset=False))
+        Z = (A.reshape(A.shape[0], -1) - self.mean_) @ self.components_.T
+        if self.whiten:
+            Z = Z / np.sqrt(np.maximum(self.explained_variance_, np.finfo(Z.dtype).tiny))
+        return Z
+
+    def inverse_transform(self, Z):
+        """Reconstructions from codes, shaped and scaled like the training data."""
+        Zc = self._check_Z(Z)
+        if self.whiten:
+            Zc = Zc * np.sqrt(self.explained_variance_)
+        return self._output(Zc @ self.components_ + self.mean_)
+
+    def get_covariance(self) -> np.ndarray:
+        """Probabilistic PCA's model covariance W W^T + noise_variance * I, (n_features, n_features)."""
+        self._check_is_fitted()
+        ev = np.maximum(self.explained_variance_ - self.noise_variance_, 0.0)
+        cov = (self.components_.T * ev) @ self.components_
+        cov[np.diag_indices_from(cov)] += self.noise_variance_
+        return cov
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood of each example under probabilistic PCA, in nats. Shape (n,).
+
+        Computed through the Woodbury identity in O(F k) per example; undefined (error) when the
+        discarded variance is zero, as the model is then degenerate.
+        """
+        self._check_is_fitted()
+        A = self._apply_scaler(self._check_X(X, reset=False))
+        Xc = (A.reshape(A.shape[0], -1) - self.mean_).astype(np.float64)
+        F = Xc.shape[1]
+        s2 = float(self.noise_variance_)
+        if s2 <= 0:
+            raise DataError(
+                "probabilistic PCA's noise variance is 0 (latent_dim equals the data's rank), so its "
+                "likelihood is undefined; choose a smaller latent_dim."
+            )
+        lam = np.maximum(self.explained_variance_.astype(np.float64), s2)
+        W = self.components_.astype(np.float64)
+        proj = Xc @ W.T  # (n, k)
+        # x^T C^-1 x = |x|^2 / s2 - sum_j proj_j^2 (1/s2 - 1/lam_j); log|C| = sum log lam + (F-k) log s2
+        maha = (Xc * Xc).sum(1) / s2 - (proj**2 * (1.0 / s2 - 1.0 / lam)).sum(1)
+        logdet = np.log(lam).sum() + (F - W.shape[0]) * np.log(s2)
+        return -0.5 * (maha + logdet + F * _LOG_2PI)
+
+    def score(self, X, y=None) -> float:
+        """Mean probabilistic-PCA log-likelihood, nats per example (higher is better)."""
+        return float(np.mean(self.score_samples(X)))
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self):
+        state = self._base_state()
+        state.update(
+            noise_variance=self.noise_variance_,
+            n_samples=self.n_samples_,
+            dtype=str(self.components_.dtype),
+        )
+        tensors = {
+            "components": torch.from_numpy(np.ascontiguousarray(self.components_)),
+            "explained_variance": torch.from_numpy(self.explained_variance_),
+            "explained_variance_ratio": torch.from_numpy(self.explained_variance_ratio_),
+            "singular_values": torch.from_numpy(self.singular_values_),
+            "mean": torch.from_numpy(np.ascontiguousarray(self.mean_)),
+        }
+        return state, tensors
+
+    def _restore(self, state, tensors):
+        self._restore_base(state)
+        k, F = int(self.latent_dim), self.n_features_in_
+        comps = tensors["components"].numpy()
+        if comps.shape != (k, F) or tensors["mean"].shape != (F,):
+            from ..errors import CheckpointError
+
+            raise CheckpointError(
+                f"saved PCA components have shape {tuple(comps.shape)}, but the settings say "
+                f"({k}, {F}); the files do not belong together."
+            )
+        self.components_ = comps
+        self.explained_variance_ = tensors["explained_variance"].numpy()
+        self.explained_variance_ratio_ = tensors["explained_variance_ratio"].numpy()
+        self.singular_values_ = tensors["singular_values"].numpy()
+        self.mean_ = tensors["mean"].numpy()
+        self.noise_variance_ = float(state["noise_variance"])
+        self.n_samples_ = int(state["n_samples"])

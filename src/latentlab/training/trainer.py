@@ -1,0 +1,491 @@
+"""The training loop: batches, optimiser, early stopping, progress, checkpoints, resume, torchrun.
+
+The loop knows nothing about autoencoders: it minimises ``objective(module, batch, progress)``.
+
+Guarantees (tested in tests/test_trainer.py and tests/test_robustness.py):
+
+- Checkpoints are one safetensors file written atomically; a run killed at any moment leaves
+  the previous checkpoint loadable.
+- Ctrl-C (SIGINT) writes a checkpoint at the next step boundary, then raises KeyboardInterrupt.
+- Resuming on the CPU ends with exactly the parameters of an uninterrupted run with the same seed:
+  the batch order and the noise of each epoch are functions of (seed, epoch), and a checkpoint
+  taken mid-epoch stores the random state.
+- A NaN or infinite loss stops training with :class:`DivergenceError` before the bad step is
+  applied, naming the epoch and step; the last good checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..config import TrainConfig
+from ..errors import CheckpointError, DivergenceError
+from ..io import load_tensors, save_tensors
+from . import distributed
+from .data import ArrayData, epoch_permutation
+
+__all__ = ["train", "TrainResult", "resolve_device", "make_optimizer", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = 1
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present, then Apple's MPS, then the CPU; under torchrun, cuda:LOCAL_RANK."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", distributed.info().local_rank if distributed.info().active else torch.cuda.current_device())
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"device {device!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'mps'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+
+        raise ConfigError("device='cuda' but this PyTorch sees no CUDA GPU; use device='auto' or 'cpu'.")
+    return dev
+
+
+def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (momentum 0.9); the fused single-kernel update where this PyTorch has it."""
+    params = [p for p in params if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    try:
+        return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # fused not built for this device / version
+        return cls(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
+def _make_scheduler(config: TrainConfig, opt):
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=0.5, patience=max(1, (config.patience or 10) // 2)
+        )
+    return None
+
+
+class _Step(nn.Module):
+    """(module, objective) as one module, so DistributedDataParallel sees the objective's forward."""
+
+    def __init__(self, module: nn.Module, objective: Callable):
+        super().__init__()
+        self.module = module
+        self.objective = objective
+
+    def forward(self, batch, progress):
+        return self.objective(self.module, batch, progress)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    resumed_from: int | None = None
+
+
+def _noise_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 2_654_435_761 + epoch * 40_503 + rank * 97 + 1) % (2**63)
+
+
+class _Interrupt:
+    """SIGINT sets a flag; the loop saves at the next step boundary. A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def _optimizer_to_files(opt: torch.optim.Optimizer):
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for key, v in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    groups = meta["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, meta = load_tensors(path)
+    if not isinstance(meta, dict) or meta.get("format") != "latentlab-checkpoint":
+        raise CheckpointError(f"{path} is a safetensors file but not a latentlab training checkpoint.")
+    if meta.get("format_version") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by latentlab {meta.get('latentlab_version')} in checkpoint format "
+            f"{meta.get('format_version')}; this latentlab ({__version__}) reads format "
+            f"{CHECKPOINT_FORMAT}. Use the matching latentlab version, or retrain."
+        )
+    return tensors, meta
+
+
+def _state_dict_from(tensors, prefix):
+    n = len(prefix)
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _load_module_state(module: nn.Module, sd: dict[str, torch.Tensor], path) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(sd))
+    extra = sorted(set(sd) - set(own))
+    wrong = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    if missing or extra or wrong:
+        detail = []
+        if missing:
+            detail.append(f"missing {missing[:3]}")
+        if extra:
+            detail.append(f"unexpected {extra[:3]}")
+        if wrong:
+            k = wrong[0]
+            detail.append(f"{k} has shape {tuple(sd[k].shape)}, the model needs {tuple(own[k].shape)}")
+        raise CheckpointError(
+            f"{path} does not match this model's configuration ({'; '.join(detail)}); it was "
+            "saved from a model with other settings."
+        )
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(sd[k].to(v.device, v.dtype))
+
+
+def train(
+    module: nn.Module,
+    objective: Callable,
+    train_data: ArrayData,
+    val_data: ArrayData | None = None,
+    config: TrainConfig = TrainConfig(),
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Minimise ``objective`` over ``module``'s parameters.
+
+    Parameters
+    ----------
+    module : nn.Module, already on the device of ``train_data``.
+    objective : callable ``(module, batch, progress) -> (loss, terms)``; see :mod:`latentlab.objectives`.
+    train_data, val_data : ArrayData
+    config : TrainConfig
+    checkpoint : path of the checkpoint file to write each epoch (and on Ctrl-C), or None.
+    resume : continue from ``checkpoint`` if it exists.
+    meta : JSON-serialisable description of the model, stored in the checkpoint so that it can be
+        rebuilt (``latentlab fit --resume``).
+    callback : called with each epoch's history record (which it may extend) before it is stored.
+
+    Returns
+    -------
+    TrainResult, with one history record per epoch: ``train_<term>`` and ``val_<term>`` for each of
+    the objective's terms, ``lr``, ``time_s`` and ``samples_per_s``.
+    """
+    dinfo = distributed.info()
+    device = train_data.device
+    rank, world = dinfo.rank, dinfo.world
+    step_module = _Step(module, objective)
+    model = step_module
+    if dinfo.active:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(step_module, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = make_optimizer(config, module.parameters(), device)
+    sched = _make_scheduler(config, opt)
+
+    result = TrainResult()
+    epoch, step0 = 0, 0
+    acc_saved: list[float] | None = None
+    count_saved = 0
+    best_loss, bad_epochs = math.inf, 0
+    best_state: dict[str, torch.Tensor] | None = None
+    rng_state = None
+    finished = False
+    path = Path(checkpoint) if checkpoint is not None else None
+    if resume and path is not None and path.exists():
+        tensors, ck = read_checkpoint(path)
+        _load_module_state(module, _state_dict_from(tensors, "model."), path)
+        _optimizer_from_files(opt, tensors, ck["optimizer"])
+        if sched is not None and ck.get("scheduler"):
+            sched.load_state_dict(ck["scheduler"])
+        best = _state_dict_from(tensors, "best.")
+        best_state = best or None
+        epoch, step0 = ck["epoch"], ck["step"]
+        acc_saved, count_saved = ck.get("acc"), ck.get("count", 0)
+        best_loss = ck["best_loss"] if ck["best_loss"] is not None else math.inf
+        bad_epochs = ck["bad_epochs"]
+        result.history = ck["history"]
+        result.best_epoch = ck["best_epoch"]
+        result.stopped_early = ck.get("stopped_early", False)
+        result.resumed_from = epoch
+        finished = ck.get("stopped_early", False)
+        if step0 and world == 1 and "rng.cpu" in tensors:
+            rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
+        elif step0:
+            step0 = 0  # a mid-epoch checkpoint resumed with another process count restarts the epoch
+            acc_saved, count_saved = None, 0
+
+    bs = config.batch_size
+    gbs = bs * world  # examples per optimiser step across processes
+    n = len(train_data)
+    if world > 1:
+        steps_per_epoch = max(1, n // gbs)  # the last partial global batch is dropped under torchrun
+    else:
+        steps_per_epoch = math.ceil(n / bs)
+
+    step_fn = model
+    progress_as_tensor = False
+    if config.compile:
+        step_fn = torch.compile(model)
+        progress_as_tensor = True
+
+    def save(epoch_: int, step_: int, acc_, count_, *, mid_epoch: bool):
+        if path is None or rank != 0:
+            return
+        tensors = {f"model.{k}": v for k, v in module.state_dict().items()}
+        if best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in best_state.items()})
+        ot, ometa = _optimizer_to_files(opt)
+        tensors.update(ot)
+        if mid_epoch:
+            tensors["rng.cpu"] = torch.get_rng_state()
+            if device.type == "cuda":
+                tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+        state = {
+            "format": "latentlab-checkpoint",
+            "format_version": CHECKPOINT_FORMAT,
+            "latentlab_version": __version__,
+            "epoch": epoch_,
+            "step": step_,
+            "acc": acc_,
+            "count": count_,
+            "history": result.history,
+            "best_loss": best_loss if math.isfinite(best_loss) else None,
+            "best_epoch": result.best_epoch,
+            "bad_epochs": bad_epochs,
+            "stopped_early": result.stopped_early,
+            "optimizer": ometa,
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "config": config.to_dict(),
+            "meta": meta,
+        }
+        save_tensors(path, tensors, state)
+
+    show = config.progress if config.progress is not None else sys.stderr.isatty()
+    from tqdm.auto import tqdm
+
+    total = config.epochs * steps_per_epoch
+    bar = tqdm(
+        total=total,
+        initial=min(total, epoch * steps_per_epoch + step0),
+        disable=not (show and rank == 0),
+        file=sys.stderr,
+        desc=desc,
+        dynamic_ncols=True,
+        leave=False,
+        mininterval=0.25,
+    )
+    check_every = 1 if device.type == "cpu" else 25
+    term_names: list[str] | None = None
+
+    try:
+        with _Interrupt() as interrupt:
+            while epoch < config.epochs and not finished:
+                t0 = time.perf_counter()
+                if step0 == 0 or rng_state is None:
+                    torch.manual_seed(_noise_seed(config.seed, epoch, rank))
+                else:
+                    torch.set_rng_state(rng_state[0])
+                    if rng_state[1] is not None and device.type == "cuda":
+                        torch.cuda.set_rng_state(rng_state[1], device)
+                rng_state = None
+                perm = epoch_permutation(n, config.seed, epoch)
+                model.train()
+                acc = None
+                count = 0
+                if step0 and acc_saved is not None:
+                    acc = torch.tensor(acc_saved, dtype=torch.float64, device=device)
+                    count = count_saved
+                for step in range(step0, steps_per_epoch):
+                    lo = step * gbs + rank * bs
+                    hi = min(lo + bs, n)
+                    idx = perm[lo:hi]
+                    batch = train_data.gather(idx)
+                    progress = epoch + step / steps_per_epoch
+                    p_arg = torch.tensor(progress) if progress_as_tensor else progress
+                    loss, terms = step_fn(batch, p_arg)
+                    if step % check_every == 0 and not bool(torch.isfinite(loss)):
+                        raise _diverged(epoch, step, steps_per_epoch, float(loss), config, path)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                    opt.step()
+                    if term_names is None:
+                        term_names = list(terms)
+                    vals = torch.stack([terms[k].detach() for k in term_names]).to(torch.float64)
+                    b = hi - lo
+                    acc = vals * b if acc is None else acc.add_(vals, alpha=b)
+                    count += b
+                    bar.update(1)
+                    if bar.n % 50 == 0 and not bar.disable:
+                        bar.set_postfix({k: f"{float(v) / count:.3g}" for k, v in zip(term_names, acc)}, refresh=False)
+                    if interrupt.flag:
+                        if world == 1:
+                            save(epoch, step + 1, acc.tolist(), count, mid_epoch=True)
+                        raise KeyboardInterrupt
+                step0 = 0
+
+                # ---- end of epoch: metrics, validation, early stopping, checkpoint ----
+                if acc is None:  # resumed exactly at the end of an epoch's steps
+                    acc = torch.zeros(len(term_names or []), dtype=torch.float64, device=device)
+                if term_names is None:
+                    term_names = _term_names(step_fn, train_data, progress_as_tensor)
+                if not bool(torch.isfinite(acc).all()):
+                    raise _diverged(epoch, None, steps_per_epoch, float("nan"), config, path)
+                tot = distributed.all_reduce_sum(torch.cat([acc, torch.tensor([count], dtype=torch.float64, device=device)]))
+                record: dict[str, Any] = {"epoch": epoch + 1}
+                for k, v in zip(term_names, tot[:-1]):
+                    record[f"train_{k}"] = float(v / tot[-1])
+                if val_data is not None and len(val_data):
+                    for k, v in evaluate_objective(module, objective, val_data, bs * 4, term_names).items():
+                        record[f"val_{k}"] = v
+                    monitor = record["val_loss"]
+                else:
+                    monitor = record["train_loss"]
+                if not all(math.isfinite(float(p.detach().abs().sum())) for p in module.parameters()):
+                    raise _diverged(epoch, None, steps_per_epoch, float("nan"), config, path)
+                elapsed = time.perf_counter() - t0
+                record["lr"] = opt.param_groups[0]["lr"]
+                record["time_s"] = elapsed
+                record["samples_per_s"] = float(tot[-1]) / elapsed
+                if monitor < best_loss:
+                    best_loss, bad_epochs = monitor, 0
+                    result.best_epoch = epoch + 1
+                    if val_data is not None and config.patience is not None:
+                        best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    bad_epochs += 1
+                if callback is not None:
+                    callback(record)
+                result.history.append(record)
+                if sched is not None:
+                    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        sched.step(monitor)
+                    else:
+                        sched.step()
+                epoch += 1
+                if config.patience is not None and val_data is not None and bad_epochs >= config.patience:
+                    result.stopped_early = True
+                    finished = True
+                if finished or epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                    save(epoch, 0, None, 0, mid_epoch=False)
+    finally:
+        bar.close()
+
+    if best_state is not None:
+        with torch.no_grad():
+            for k, v in module.state_dict().items():
+                v.copy_(best_state[k])
+    return result
+
+
+def _term_names(step_fn, data: ArrayData, progress_as_tensor: bool) -> list[str]:
+    with torch.no_grad():
+        batch = data.gather(torch.arange(min(2, len(data))))
+        _, terms = step_fn(batch, torch.tensor(1e9) if progress_as_tensor else 1e9)
+    return list(terms)
+
+
+@torch.no_grad()
+def evaluate_objective(module, objective, data: ArrayData, batch_size: int, names=None) -> dict[str, float]:
+    """The objective's terms averaged over ``data`` (warm-up finished), in eval mode.
+
+    Under torchrun each process evaluates its share and the sums are all-reduced.
+    """
+    was_training = module.training
+    module.eval()
+    dinfo = distributed.info()
+    acc, count = None, 0
+    for batch in data.slices(batch_size, dinfo.rank, dinfo.world):
+        _, terms = objective(module, batch, math.inf)
+        names = names or list(terms)
+        vals = torch.stack([terms[k].detach() for k in names]).to(torch.float64) * len(batch[0])
+        acc = vals if acc is None else acc + vals
+        count += len(batch[0])
+    if names is None:
+        module.train(was_training)
+        return {}
+    if acc is None:
+        acc = torch.zeros(len(names), dtype=torch.float64, device=data.device)
+    tot = distributed.all_reduce_sum(torch.cat([acc, torch.tensor([count], dtype=torch.float64, device=acc.device)]))
+    module.train(was_training)
+    return {k: float(v / tot[-1]) for k, v in zip(names, tot[:-1])}
+
+
+def _diverged(epoch, step, steps, value, config, path) -> DivergenceError:
+    where = f"epoch {epoch + 1}, step {step + 1} of {steps}" if step is not None else f"epoch {epoch + 1}"
+    kept = (
+        f" The last good checkpoint is kept at {path}."
+        if path is not None and path.exists()
+        else ""
+    )
+    hint = f"lower the learning rate (lr={config.lr:g} now, try {config.lr / 10:g})"
+    if config.grad_clip is None:
+        hint += " or clip gradients (grad_clip=1.0)"
+    return DivergenceError(f"training diverged: the loss became {value} at {where}.{kept} To fix it, {hint}.")
