@@ -20,6 +20,11 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
     """
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse, without importing it
+        raise DataTypeError(
+            f"{name} is a sparse matrix, and sparse input is not supported; convert it with "
+            f"{name}.toarray() (the networks and PCA here work on dense arrays)."
+        )
     if isinstance(X, np.memmap):
         arr = X
     else:
@@ -38,6 +43,8 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
                 f"{name} holds values that are not numbers ({exc}); convert every value to a "
                 "number first (for tables, drop or encode the text columns)."
             ) from None
+    if np.iscomplexobj(arr):
+        raise DataTypeError(f"Complex data not supported: {name} has dtype {arr.dtype}; pass real numbers.")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DataTypeError(
             f"{name} has dtype {arr.dtype}, which is not numeric; convert it to numbers first "
@@ -46,15 +53,19 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
     if arr.ndim < 2:
         raise DataError(
             f"{name} has shape {arr.shape}; expected 2-D (n_samples, n_features) or images "
-            "(n, H, W) / (n, C, H, W). Reshape a single example with x.reshape(1, -1)."
+            "(n, H, W) / (n, C, H, W). Reshape your data: x.reshape(1, -1) for a single example, "
+            "x.reshape(-1, 1) for a single feature."
         )
     if arr.ndim > 4:
         raise DataError(f"{name} has {arr.ndim} dimensions; at most 4 (n, C, H, W) are supported.")
     if arr.shape[0] < min_samples:
         what = "is empty (0 samples)" if arr.shape[0] == 0 else f"has {arr.shape[0]} sample(s)"
         raise DataError(f"{name} {what}; at least {min_samples} are needed here.")
-    if arr.size == 0 or int(np.prod(arr.shape[1:])) == 0:
-        raise DataError(f"{name} has shape {arr.shape}, which has no features.")
+    if int(np.prod(arr.shape[1:])) == 0:
+        raise DataError(
+            f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; "
+            "check that the columns were read."
+        )
     if not isinstance(arr, np.memmap) or arr.dtype != dtype:
         arr = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(arr, name=name)

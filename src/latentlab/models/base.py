@@ -68,7 +68,8 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             check_choice(self.scale, "scale", SCALES)
             self._fit_scaler(A)
         else:
-            self._check_is_fitted()
+            if not hasattr(self, "input_shape_"):
+                self._check_is_fitted()
             if tuple(A.shape[1:]) != self.input_shape_:
                 n_feat = int(np.prod(A.shape[1:]))
                 if A.ndim == 2 and n_feat != self.n_features_in_:

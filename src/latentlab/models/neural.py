@@ -32,6 +32,15 @@ class NeuralModel(LatentModel):
 
     _fitted_attr = "module_"
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the networks compute in float32
+        tags.non_deterministic = False
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"preserves_dtype": [np.float32]}
+
     # ------------------------------------------------------------------ configuration
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -204,6 +213,7 @@ class NeuralModel(LatentModel):
     @torch.no_grad()
     def _map_batches(self, A, fn, cond=None) -> np.ndarray:
         """Apply ``fn(batch_tuple) -> tensor`` to model-ready batches of A; concatenate on the CPU."""
+        self._check_is_fitted()
         self.module_.eval()
         data = self._data([A] if cond is None else [A, cond], self._device())
         outs = [fn(b).detach().cpu() for b in data.slices(_EVAL_BATCH)]

@@ -87,8 +87,8 @@ class PCA(LatentModel):
         F = Xf.shape[1]
         if k > min(n, F):
             raise ConfigError(
-                f"latent_dim={k} is larger than the data allows: min(n_samples, n_features) = "
-                f"{min(n, F)} for X of {n} samples and {F} features; choose latent_dim <= {min(n, F)}."
+                f"latent_dim={k} is larger than the data allows: X has {n} sample(s) and {F} "
+                f"feature(s), so min(n_samples, n_features) = {min(n, F)}; choose latent_dim <= {min(n, F)}."
             )
         self.mean_ = Xf.mean(axis=0)
         Xc = Xf - self.mean_

@@ -370,7 +370,7 @@ def train(
                     p_arg = torch.tensor(progress) if progress_as_tensor else progress
                     loss, terms = step_fn(batch, p_arg)
                     if step % check_every == 0 and not bool(torch.isfinite(loss)):
-                        raise _diverged(epoch, step, steps_per_epoch, float(loss), config, path)
+                        raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.grad_clip is not None:
