@@ -138,3 +138,16 @@ def test_training_with_several_mc_samples(digits):
     vae = VAE(latent_dim=2, hidden=(32,), mc_samples=4, warmup_epochs=2, free_bits=0.05, epochs=3, verbose=False)
     vae.fit(digits.data)
     assert len(vae.history_) == 3 and np.isfinite(vae.history_[-1]["val_elbo"])
+
+
+def test_importance_weights_average_to_the_elbo(digits):
+    vae = VAE(latent_dim=3, hidden=(32,), epochs=2, verbose=False).fit(digits.data)
+    x = torch.as_tensor(digits.data[:100])
+    with torch.no_grad():
+        lw = vae.module_.log_importance_weights(x, 4000, generator=torch.Generator().manual_seed(0))
+    assert lw.shape == (4000, 100)
+    # E_q[log w] is the ELBO, whose closed-form-KL estimate score_samples gives (200 draws of z).
+    elbo = vae.score_samples(digits.data[:100], mc_samples=200)
+    np.testing.assert_allclose(lw.mean(0).numpy(), elbo, atol=0.15)
+    iw = torch.logsumexp(lw, 0) - np.log(4000)  # the importance-weighted bound is above the ELBO
+    assert torch.all(iw.numpy() > elbo - 0.05)

@@ -16,7 +16,7 @@ from .._validation import check_choice, check_float, check_int
 from ..errors import ConfigError
 from ..objectives import ELBO, elbo_terms
 from .base import register
-from .distributions import LIKELIHOODS, DiagonalGaussian, make_likelihood
+from .distributions import LIKELIHOODS, DiagonalGaussian, make_likelihood, standard_normal_log_prob
 from .neural import NeuralModel
 
 __all__ = ["VAE", "VAEModule"]
@@ -42,6 +42,26 @@ class VAEModule(nn.Module):
     def forward(self, x):
         """Decoder output for one reparameterized sample of z per example."""
         return self.decode(self.encode(x).rsample())
+
+    def prior_log_prob(self, z):
+        """log p(z) for the N(0, I) prior, summed over D. z: (..., D) -> (...)."""
+        return standard_normal_log_prob(z)
+
+    def sample_prior(self, n: int, generator=None, device=None):
+        """n draws of z ~ p(z), (n, D)."""
+        dev = device if device is not None else next(self.parameters()).device
+        return torch.randn(n, self.latent_dim, generator=generator, device=dev)
+
+    def log_importance_weights(self, x, k: int, generator=None, posterior=None):
+        """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) with z_k ~ q(z|x); (k, B).
+
+        logsumexp over k minus log k is the importance-weighted bound (Burda et al.), which is
+        the ELBO at k = 1 and tends to log p(x) as k grows. Gradients flow (reparameterized).
+        """
+        q = posterior if posterior is not None else self.encode(x)
+        z = q.rsample(k, generator=generator)  # (k, B, D)
+        log_px = self.likelihood.log_prob(x, self.decode(z))  # (k, B)
+        return log_px + self.prior_log_prob(z) - q.log_prob(z)
 
 
 @register
