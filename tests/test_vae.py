@@ -146,8 +146,10 @@ def test_importance_weights_average_to_the_elbo(digits):
     with torch.no_grad():
         lw = vae.module_.log_importance_weights(x, 4000, generator=torch.Generator().manual_seed(0))
     assert lw.shape == (4000, 100)
-    # E_q[log w] is the ELBO, whose closed-form-KL estimate score_samples gives (200 draws of z).
-    elbo = vae.score_samples(digits.data[:100], mc_samples=200)
-    np.testing.assert_allclose(lw.mean(0).numpy(), elbo, atol=0.15)
+    # E_q[log w] is the ELBO, whose closed-form-KL estimate score_samples gives (1000 draws of z):
+    # they agree within their Monte-Carlo standard errors.
+    elbo = vae.score_samples(digits.data[:100], mc_samples=1000)
+    se = lw.std(0).numpy() * np.sqrt(1 / 4000 + 1 / 1000)
+    assert np.all(np.abs(lw.mean(0).numpy() - elbo) < 4 * se + 1e-3)
     iw = torch.logsumexp(lw, 0) - np.log(4000)  # the importance-weighted bound is above the ELBO
-    assert torch.all(iw.numpy() > elbo - 0.05)
+    assert np.all(iw.numpy() > elbo - 4 * se)
