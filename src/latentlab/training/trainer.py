@@ -337,7 +337,10 @@ def train(
         save_tensors(path, tensors, state)
 
     show = config.progress if config.progress is not None else sys.stderr.isatty()
-    from tqdm.auto import tqdm
+    if "IPython" in sys.modules:  # a notebook widget where one runs; never import IPython ourselves
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
 
     total = config.epochs * steps_per_epoch
     bar = tqdm(
