@@ -56,7 +56,11 @@ def model_batches(model, X, batch_size: int, cond=None):
     the condition's rows (or None).
     """
     A = model._check_X(X, reset=False)
-    arrays = [A] if cond is None else [A, check_cond(cond, A.shape[0])]
+    if cond is not None:
+        # A conditional estimator turns labels into what its networks take (class indices...).
+        to_cond = getattr(model, "_cond_array", None)
+        cond = to_cond(cond, A.shape[0]) if to_cond is not None else check_cond(cond, A.shape[0])
+    arrays = [A] if cond is None else [A, cond]
     data = model._data(arrays, model._device())
     start = 0
     for batch in data.slices(batch_size):

@@ -142,8 +142,8 @@ def _vae_pass(model, module, X, cond, seed: int):
             kd = q.kl_per_dim().double()
             kld.append(kd.cpu())
             kl.append(kd.sum(-1).cpu())
-        elif isinstance(q, DiagonalGaussian) and hasattr(module, "prior_log_prob"):
-            # Another prior (e.g. a mixture): KL = E_q[log q(z|x) - log p(z)], 64 draws of z.
+        elif hasattr(q, "rsample") and hasattr(q, "log_prob") and hasattr(module, "prior_log_prob"):
+            # Another prior (a mixture, a hierarchy): KL = E_q[log q(z|x) - log p(z)], 64 draws of z.
             z = q.rsample(64, generator=g)
             kl.append((q.log_prob(z) - module.prior_log_prob(z)).mean(0).double().cpu())
     res = {
@@ -261,7 +261,7 @@ def evaluate(model, X, *, y=None, k: int = 1000, seed: int = 0) -> dict:
         was_training = module.training
         module.eval()
         try:
-            cond = _cond_for(module, None if y is None else check_cond(y, n))
+            cond = _cond_for(module, y)
             p = _vae_pass(model, module, A, cond, seed)
             ll = log_likelihood(model, A, k, cond=cond, seed=seed)
         finally:
