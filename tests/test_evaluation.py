@@ -326,7 +326,7 @@ def test_regularity_reports_every_source(fitted, features, digits_split):
     r_vae = regularity(fitted["vae"], Xtr, Xte, features=features, n_samples=300, n_pairs=30)
     r_ae = regularity(fitted["ae"], Xtr, Xte, features=features, n_samples=300, n_pairs=30)
     json.dumps(r_vae, allow_nan=False), json.dumps(r_ae, allow_nan=False)
-    assert {"fd_prior", "confidence_prior", "completeness_mmd2", "continuity_max_step"} <= set(r_vae)
+    assert {"fd_prior", "confidence_prior", "fd_fitted_gaussian", "completeness_mmd2", "continuity_max_step"} <= set(r_vae)
     assert {"fd_standard_normal", "fd_fitted_gaussian", "completeness_mmd2_fitted"} <= set(r_ae)
     # Real held-out data is the floor; noise decoded by nothing is far above it.
     noise = np.random.default_rng(0).uniform(size=(300, 64))

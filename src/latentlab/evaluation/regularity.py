@@ -145,9 +145,12 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     ``fd_<source>`` is the Frechet distance between their features and those of X_test (lower:
     closer to real data), ``confidence_<source>`` the classifier's mean largest class
     probability on them (higher: more recognisable). Sources: ``prior`` for a VAE (z ~ p(z),
-    through ``model.sample``); for an autoencoder or PCA, which have no prior, both
-    ``standard_normal`` (z ~ N(0, I)) and ``fitted_gaussian`` (z ~ N(m, S), the mean and
-    covariance of the training codes). For scale, ``fd_real`` / ``confidence_real`` compare
+    through ``model.sample``); ``standard_normal`` (z ~ N(0, I)) for an autoencoder or PCA, which
+    have no prior; and for every model ``fitted_gaussian`` (z ~ N(m, S), the mean and covariance
+    of the training codes ``model.transform(X_train)``, posterior means for a VAE). For a VAE the
+    latter is a diagnostic: with the same decoder, a gap between ``fd_prior`` and
+    ``fd_fitted_gaussian`` comes from the mismatch between the prior and the codes the encoder
+    actually produces. For scale, ``fd_real`` / ``confidence_real`` compare
     ``n_samples`` training examples with X_test (the best a model can do at this sample size),
     and ``fd_reconstruction`` / ``confidence_reconstruction`` use X_test's own reconstructions.
 
@@ -220,19 +223,19 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     score("reconstruction", np.asarray(model.inverse_transform(model.transform(Ate)), np.float64).reshape(len(Ate), -1))
 
     is_vae = _has_posterior(model) and not isinstance(model, PCA)
-    train_codes = None
     if is_vae:
         if not hasattr(model, "sample"):
             raise ConfigError(f"{type(model).__name__} has no sample(); regularity needs to draw from its prior.")
         score("prior", np.asarray(model.sample(n_samples, seed=seed), np.float64).reshape(n_samples, -1))
     else:
         score("standard_normal", _decode(model, rng.standard_normal((n_samples, D))))
-        train_codes = _codes(model, Atr, sample=False, seed=seed)
-        m, S = train_codes.mean(0), np.cov(train_codes, rowvar=False).reshape(D, D)
-        w, V = np.linalg.eigh(0.5 * (S + S.T))
-        root = V * np.sqrt(np.clip(w, 0.0, None))  # S = root root^T, also when S is singular
-        fitted = m + rng.standard_normal((n_samples, D)) @ root.T
-        score("fitted_gaussian", _decode(model, fitted))
+    # For every model (for a VAE, as a diagnostic: the same scheme as the autoencoder's, which
+    # separates the decoder's quality from the match between prior and aggregate posterior).
+    train_codes = _codes(model, Atr, sample=False, seed=seed)
+    m, S = train_codes.mean(0), np.cov(train_codes, rowvar=False).reshape(D, D)
+    w, V = np.linalg.eigh(0.5 * (S + S.T))
+    root = V * np.sqrt(np.clip(w, 0.0, None))  # S = root root^T, also when S is singular
+    score("fitted_gaussian", _decode(model, m + rng.standard_normal((n_samples, D)) @ root.T))
 
     res.update(continuity(model, Ate, n_pairs=n_pairs, n_steps=n_steps, seed=seed, features=features))
 
@@ -242,6 +245,6 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     res["completeness_mmd2"] = mmd2(codes, prior, bw)
     res["completeness_gauss_kl"] = gaussian_kl_to_standard_normal(codes)
     res["completeness_bandwidth"] = bw
-    if train_codes is not None:
+    if not is_vae:
         res["completeness_mmd2_fitted"] = mmd2(codes, m + rng.standard_normal(codes.shape) @ root.T, bw)
     return res
