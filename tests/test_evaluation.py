@@ -339,7 +339,7 @@ def test_regularity_reports_every_source(fitted, features, digits_split):
 
 
 def test_bernoulli_log_prob_keeps_the_sample_and_batch_dimensions():
-    # log_importance_weights decodes (k, B, D) codes: the likelihood must return (k, B).)
+    # log_importance_weights decodes (k, B, D) codes: the likelihood must return (k, B).
     from torch.nn import functional as Fn
 
     from latentlab.models.distributions import Bernoulli
