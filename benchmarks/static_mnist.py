@@ -12,7 +12,7 @@ the standard prior), 89.78 (Pythae's VAE, 784-400-40).
     python benchmarks/static_mnist.py --quick         # a few minutes: fewer epochs, 1000 test images
 
 Data: ``--data PATH`` or ``$LATENTLAB_DATA`` (the .npz file or its folder), else
-../shared/data/binarized_mnist.npz beside the repository. The results go into BENCHMARKS.md
+shared/data/binarized_mnist.npz beside the repository (or above it). The results go into BENCHMARKS.md
 (this benchmark's section only; every run is kept in benchmarks/results/static_mnist.json) and
 the model into ``--out``.
 """
@@ -40,14 +40,18 @@ ANCHORS = "88.56 (VampPrior paper, VAE with the standard prior), 89.78 (Pythae's
 
 
 def find_data(arg: str | None) -> Path | None:
-    """--data if given, else $LATENTLAB_DATA if set, else ../shared/data beside the repository."""
+    """--data if given, else $LATENTLAB_DATA if set, else shared/data/binarized_mnist.npz in the
+    folder that holds the repository (or one above it, for a git worktree)."""
     src = arg or os.environ.get("LATENTLAB_DATA")
     if src:
         p = Path(src)
         cand = p if p.suffix == ".npz" else p / "binarized_mnist.npz"
-    else:
-        cand = REPO.parent / "shared" / "data" / "binarized_mnist.npz"
-    return cand if cand.is_file() else None
+        return cand if cand.is_file() else None
+    for parent in REPO.parents:
+        cand = parent / "shared" / "data" / "binarized_mnist.npz"
+        if cand.is_file():
+            return cand
+    return None
 
 
 def parse(argv):
