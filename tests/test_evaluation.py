@@ -378,3 +378,15 @@ def test_every_vae_variant_is_evaluated_the_same_way(name, digits):
     a = log_likelihood(model, X[500:540], k=100, cond=None if cond is None else cond[:40], seed=2)
     b = log_likelihood(model, X[500:540], k=100, cond=None if cond is None else cond[:40], seed=2, chunk_size=7, batch_size=5)
     np.testing.assert_allclose(a.per_example, b.per_example, atol=2e-5)
+
+
+def test_a_broken_model_gives_a_clear_error(linear):
+    import copy
+
+    from latentlab.errors import LatentlabError
+
+    vae = copy.deepcopy(linear.vae)
+    with torch.no_grad():
+        vae.module_.decoder[0].bias[0] = float("nan")
+    with pytest.raises(LatentlabError, match="NaN or infinite; check the model"):
+        log_likelihood(vae, linear.X[:10], k=8)

@@ -232,10 +232,13 @@ def log_likelihood(model, X, k: int = 1000, *, cond=None, seed: int = 0, chunk_s
     elbo_np = elbo.cpu().numpy() + jac
     bad = ~np.isfinite(per)
     if bad.any():
+        first = int(np.argmax(bad))
+        why = ("the model gives them zero density, e.g. data outside the likelihood's support; evaluate "
+               "on data like the training data" if np.isneginf(per[first]) else
+               "the network's outputs are NaN or infinite; check the model (a diverged fit?) and the data")
         raise LatentlabError(
-            f"the log-likelihood is not finite for {int(bad.sum())} of {n} example(s) (the first is "
-            f"row {int(np.argmax(bad))}): the model gives them zero density, e.g. data outside the "
-            "likelihood's support (grey levels under a Bernoulli). Evaluate on data like the training data."
+            f"the log-likelihood is {per[first]} for {int(bad.sum())} of {n} example(s) (the first is "
+            f"row {first}): {why}."
         )
     return LogLikelihood(float(per.mean()), standard_error(per), per, k, elbo_np, time.perf_counter() - t0)
 
