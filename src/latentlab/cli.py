@@ -405,7 +405,7 @@ def _cmd_demo(args, argv) -> int:
     from . import api
 
     t0 = time.perf_counter()
-    comp = api.demo(args.out, command=argv)
+    comp = api.demo(args.out, params={"epochs": args.epochs} if args.epochs is not None else None, command=argv)
     elapsed = time.perf_counter() - t0
 
     def human():
@@ -568,6 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  latentlab demo --out demo && xdg-open demo/index.html")
     dm.add_argument("--out", default=inspect.signature(api.demo).parameters["out"].default, metavar="DIR",
                     help="folder for the runs and the report (default: %(default)s)")
+    dm.add_argument("--epochs", type=int, default=None, metavar="N",
+                    help=f"at most N epochs for the networks, for a quicker look (default: {api.DEMO_PARAMS['epochs']}, with early stopping)")
     dm.set_defaults(handler=_cmd_demo)
     return parser
 

@@ -150,6 +150,12 @@ def read_amat(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def square_images(a: np.ndarray) -> np.ndarray | None:
+    """(n, F) -> (n, s, s) when F is a square number (28 x 28 for MNIST), else None."""
+    side = int(round(a.shape[1] ** 0.5))
+    return a.reshape(len(a), side, side) if side * side == a.shape[1] else None
+
+
 def _find(res: Resource, names: list[str], where: Path | None) -> Path | None:
     """The first folder (of ``where`` and the data folders, each also with a ``res.name``
     subfolder) that holds every file in ``names`` (each also accepted without ``.gz``)."""
@@ -214,7 +220,9 @@ def load_binarized_mnist(path=None, *, base_url: str | None = None, checksums=No
         from .files import load_npz
 
         ds = load_npz(npz)
-        ds.name = "binarized-mnist"
+        for part in (ds, *ds.splits.values()):
+            part.images = square_images(part.data)
+            part.name = "binarized-mnist"
         return ds
     res = RESOURCES["binarized-mnist"]
     names = list(res.files)
@@ -222,7 +230,7 @@ def load_binarized_mnist(path=None, *, base_url: str | None = None, checksums=No
     parts = {s: read_amat(_present(d, f"binarized_mnist_{s}.amat")) for s in ("train", "valid", "test")}
 
     def mk(a):
-        return Dataset(data=a, images=a.reshape(-1, 28, 28), kind="binary", name="binarized-mnist")
+        return Dataset(data=a, images=square_images(a), kind="binary", name="binarized-mnist")
 
     ds = mk(parts["train"])
     ds.splits = {"valid": mk(parts["valid"]), "test": mk(parts["test"])}

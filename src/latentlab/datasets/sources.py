@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import DataError
 from .core import Dataset, load_digits
 from .files import IMAGE_SUFFIXES, load_images, load_npy, load_npz, load_shards, load_table
-from .mnist import load_binarized_mnist, load_mnist, read_amat, read_idx
+from .mnist import load_binarized_mnist, load_mnist, read_amat, read_idx, square_images
 
 __all__ = ["load", "NAMED_SOURCES", "describe_sources"]
 
@@ -85,9 +85,7 @@ def load(source: str | os.PathLike = "digits", *, download: bool = True) -> Data
         return load_table(path)
     if suffix == ".amat":
         a = read_amat(path)
-        side = int(round(a.shape[1] ** 0.5))
-        images = a.reshape(-1, side, side) if side * side == a.shape[1] else None
-        return Dataset(data=a, images=images, kind="binary", name=str(path))
+        return Dataset(data=a, images=square_images(a), kind="binary", name=str(path))
     if "ubyte" in path.name or suffix in (".idx", ".gz"):
         arr = read_idx(path)
         from .files import _as_dataset
@@ -106,7 +104,9 @@ def _load_folder(path: Path) -> Dataset:
     if {f"binarized_mnist_{s}.amat" for s in ("train", "valid", "test")} <= names or "binarized_mnist.npz" in names:
         return load_binarized_mnist(path)
     if any(n.startswith("train-images-idx3-ubyte") for n in names):
-        return load_mnist("mnist", path)
+        ds = load_mnist("mnist", path)
+        ds.name = str(path)
+        return ds
     if any(n.lower().endswith(".npy") for n in names):
         return load_shards(path)
     return load_images(path)
