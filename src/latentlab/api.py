@@ -384,6 +384,12 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     A directory with only a saved model (no run.json) opens too; it then needs ``data``.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a directory; pass a run directory written by `latentlab fit --out`.")
+    if not (run_dir / "config.json").is_file():
+        what = "training was interrupted before a model was saved: continue it with `latentlab fit --resume`" if (
+            run_dir / RUN_FILE).is_file() else "it is not a run directory written by `latentlab fit --out`"
+        raise CheckpointError(f"{run_dir} holds no saved model (config.json); {what}.")
     model = load(run_dir)
     info: dict[str, Any] = {}
     config = None

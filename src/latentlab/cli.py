@@ -480,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "  latentlab fit ae --data table.csv --latent-dim 3 --hidden 64,32 --out runs/ae\n"
                          "  latentlab fit --resume runs/vae            # continue after Ctrl-C or with more --epochs")
     fit.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its last checkpoint")
+    fit.add_argument("--epochs", dest="param_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
+                     help="with --resume: train up to N epochs in all (the run's own setting otherwise)")
     models = fit.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
     for name, cls in api.MODELS.items():
         summary = (inspect.getdoc(cls) or name).splitlines()[0]
