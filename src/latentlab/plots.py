@@ -112,8 +112,13 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None)
                 if t not in terms:
                     terms.append(t)
     n = max(1, len(terms))
-    fig = _figure(min(3.2 * n, 13), 2.6)
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    ncols = min(n, 2)  # two panels a row keeps each readable in a report column
+    nrows = -(-n // ncols)
+    fig = _figure(3.3 * ncols, 2.4 * nrows)
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[n:]:
+        ax.set_axis_off()
     if not history or not terms:
         axes[0].text(0.5, 0.5, "no training history", ha="center", va="center")
         axes[0].set_axis_off()
@@ -125,9 +130,12 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None)
                 e, v = zip(*pts)
                 ax.plot(e, v, style, label="validation" if split == "val" else "train", marker="." if len(e) < 15 else None)
         ax.set_title(t, fontsize=10)
-        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("nats per example")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in grid[-1]:
+        ax.set_xlabel("epoch")
+    for ax in grid[:, 0]:
+        ax.set_ylabel("nats per example")
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)

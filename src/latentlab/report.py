@@ -170,7 +170,7 @@ def run_figures(run) -> dict[str, Figure | None]:
     if ds is not None:
         from .api import model_input
 
-        X = np.asarray(model_input(run.model, ds)[:2000])
+        X = np.array(model_input(run.model, ds)[:2000])  # a copy: memory maps are read-only
         y = None if ds.target is None else np.asarray(ds.target[:2000])
         shape = ds.image_shape
     elif run.info.get("data", {}).get("image_shape"):
