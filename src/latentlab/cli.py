@@ -187,6 +187,9 @@ def _fmt(v: Any) -> str:
 
 
 def _print_metrics(metrics: dict[str, Any], *, indent: str = "  ") -> None:
+    from .report import HIDDEN_METRICS
+
+    metrics = {k: v for k, v in metrics.items() if k not in HIDDEN_METRICS}
     if not metrics:
         return
     width = max(len(k) for k in metrics)
@@ -333,36 +336,53 @@ def _cmd_interpolate(args, argv) -> int:
     return 0
 
 
-def _table(comparison) -> list[tuple[str, str, Callable[[dict], Any]]]:
-    """The demo's and compare's printed columns: (heading, description, getter)."""
-    def get(key):
-        return lambda m: m.get(key)
+#: The columns of the printed comparison: (heading, what it is, keys to read, the first present wins).
+_COLUMNS = [
+    ("rec. MSE", "reconstruction error on the test split: squared error per feature", ("reconstruction_mse",)),
+    ("angle to PCA", "linear AE: largest principal angle to the PCA subspace, degrees", ("max_principal_angle_deg",)),
+    ("FD random", "Frechet distance of decoded random latent points z ~ N(0, I) to the test set, in a digit "
+     "classifier's feature space (lower: more realistic); N(0, I) is the VAE's prior, the AEs have none",
+     ("fd_prior", "fd_standard_normal")),
+    ("FD fitted", "the same with z from a Gaussian fitted to the training codes (for PCA: its latent Gaussian)",
+     ("fd_fitted_gaussian",)),
+    ("confidence", "a digit classifier's mean top probability on those N(0, I) decodes (higher: more recognisable)",
+     ("confidence_prior", "confidence_standard_normal")),
+    ("ELBO", "evidence lower bound per test example, nats", ("elbo",)),
+    ("log p(x)", "test log-likelihood per example, nats (VAE: importance-sampled; PCA: exact)", ("log_likelihood",)),
+]
 
-    return [
-        ("rec. MSE", "reconstruction error on the test split (squared error per example)", get("mse")),
-        ("angle to PCA", "linear AE: largest principal angle to the PCA subspace, degrees", get("max_principal_angle_deg")),
-        ("ELBO", "evidence lower bound per example, nats (VAE)", get("elbo")),
-    ]
+
+def _pick(m: dict, keys) -> Any:
+    for k in keys:
+        if m.get(k) is not None:
+            return m[k]
+    return None
 
 
 def _print_comparison(comparison) -> None:
-    cols = _table(comparison)
-    extra = []
+    from .api import PCA
+
+    rows = []
     for r in comparison.runs:
-        for k in r.metrics:
-            if k.startswith("regularity_") and k not in extra:
-                extra.append(k)
-    cols += [(k[len("regularity_"):], "", (lambda key: lambda m: m.get(key))(k)) for k in extra]
-    names = [r.name for r in comparison.runs]
-    w0 = max(len(n) for n in names) + 2
-    widths = [max(len(h), 9) + 2 for h, _, _ in cols]
+        m = dict(r.metrics)
+        if isinstance(r.model, PCA):  # unwhitened PCA codes are not on N(0, I)'s scale: its column is "fitted"
+            m.pop("fd_standard_normal", None)
+            m.pop("confidence_standard_normal", None)
+        rows.append((r.name, m))
+    ref = next((m for _, m in rows if m.get("fd_real") is not None), None)
+    if ref is not None:
+        rows.append(("real data", {"fd_prior": ref["fd_real"], "confidence_prior": ref.get("confidence_real")}))
+    cols = [c for c in _COLUMNS if any(_pick(m, c[2]) is not None for _, m in rows)]
+    w0 = max(len(n) for n, _ in rows) + 2
+    widths = [max(len(h), 8) + 2 for h, _, _ in cols]
     print("".ljust(w0) + "".join(h.rjust(w) for (h, _, _), w in zip(cols, widths)))
-    for r in comparison.runs:
-        cells = [_fmt(g(r.metrics)) if g(r.metrics) is not None else "" for _, _, g in cols]
-        print(r.name.ljust(w0) + "".join(c.rjust(w) for c, w in zip(cells, widths)))
+    for name, m in rows:
+        cells = [_fmt(v) if (v := _pick(m, keys)) is not None else "" for _, _, keys in cols]
+        print(name.ljust(w0) + "".join(c.rjust(w) for c, w in zip(cells, widths)))
     for h, d, _ in cols:
-        if d:
-            print(f"  {h}: {d}")
+        print(f"  {h}: {d}")
+    if ref is not None:
+        print("  real data: training digits scored the same way, the best a model can do with this many points")
 
 
 def _cmd_compare(args, argv) -> int:

@@ -30,28 +30,65 @@ from .io import atomic_write_text
 
 __all__ = ["write_report", "render_html", "run_figures", "METRIC_NOTES"]
 
-#: What each metric means, shown beside it in the table.
+#: What each metric means, shown beside it in the table (keys of latentlab.evaluation's dicts).
 METRIC_NOTES: dict[str, str] = {
-    "mse": "mean squared reconstruction error per example (summed over features)",
-    "rec": "reconstruction term -E_q[log p(x|z)], nats",
-    "kl": "KL(q(z|x) || p(z)), nats",
+    "reconstruction_mse": "squared reconstruction error per feature, in the data's units (VAE: decoded posterior means)",
+    "reconstruction_nll": "-log p(x | decoded code), nats, where the model has a likelihood",
     "elbo": "evidence lower bound, nats (higher is better)",
-    "log_likelihood": "log p(x), importance-sampled (VAE) or exact (PCA), nats",
-    "log_likelihood_se": "its standard error",
+    "elbo_se": "its standard error over the examples",
+    "rec": "reconstruction term -E_q log p(x|z), nats",
+    "kl": "KL(q(z|x) || p(z)), nats",
+    "log_likelihood": "log p(x), nats: importance-sampled (VAE) or exact (PCA)",
+    "log_likelihood_se": "its standard error over the examples",
+    "log_likelihood_method": "how log p(x) was computed",
     "bits_per_dim": "-log2 p(x) per feature",
-    "active_units": "latent dimensions in use (Burda et al., Cov > 0.01)",
-    "max_principal_angle_deg": "largest principal angle to PCA's subspace, degrees (0 = same subspace)",
+    "kl_per_dim": "KL per latent dimension, nats",
+    "active_units": "latent dimensions in use (Burda et al.'s covariance criterion)",
+    "max_principal_angle_deg": "largest principal angle to PCA's subspace, degrees (0: the same subspace)",
+    "fd_real": "Frechet distance, training examples vs the test set: the floor at this sample size",
+    "fd_reconstruction": "Frechet distance, test reconstructions vs the test set",
+    "fd_prior": "Frechet distance, decodes of z ~ prior vs the test set (lower: more realistic)",
+    "fd_standard_normal": "Frechet distance, decodes of z ~ N(0, I) vs the test set (lower: more realistic)",
+    "fd_fitted_gaussian": "Frechet distance, decodes of z ~ a Gaussian fitted to the training codes",
+    "confidence_real": "classifier's mean top probability on training examples",
+    "confidence_reconstruction": "classifier's mean top probability on test reconstructions",
+    "confidence_prior": "classifier's mean top probability on decodes of z ~ prior",
+    "confidence_standard_normal": "classifier's mean top probability on decodes of z ~ N(0, I)",
+    "confidence_fitted_gaussian": "classifier's mean top probability on decodes of the fitted Gaussian",
+    "continuity_max_step": "largest step along decoded interpolations, as a share of the path (lower: smoother)",
+    "continuity_max_step_p90": "its 90th percentile over pairs",
+    "continuity_path_ratio": "decoded path length / distance between its ends (1: straight)",
+    "continuity_midpoint_confidence": "classifier's mean top probability on decoded midpoints",
+    "completeness_mmd2": "MMD^2 between the codes and N(0, I) (0: codes distributed like the prior)",
+    "completeness_gauss_kl": "KL between a Gaussian fitted to the codes and N(0, I)",
+    "completeness_mmd2_fitted": "MMD^2 between the codes and the Gaussian fitted to them",
+    "feature_space": "the space the Frechet distances are measured in",
+    "k": "importance samples per example for log p(x)",
     "fit_time_s": "training time, seconds",
     "epochs": "epochs trained",
     "n_train": "training examples",
     "n_test": "test examples",
 }
 
-_ORDER = [
-    "mse", "rec", "kl", "elbo", "log_likelihood", "log_likelihood_se", "bits_per_dim",
-    "active_units", "max_principal_angle_deg",
+#: Bookkeeping keys of the evaluation dicts, kept in run.json but not shown.
+HIDDEN_METRICS = {
+    "model", "n_examples", "n_features", "latent_dim", "seconds", "active_unit_threshold",
+    "continuity_n_pairs", "continuity_n_steps", "completeness_bandwidth", "regularity_n_samples",
+}
+
+#: The metrics table's groups, in order: (heading, keys). Keys in no group go under "other".
+GROUPS: list[tuple[str, list[str]]] = [
+    ("Reconstruction", ["reconstruction_mse", "reconstruction_nll", "max_principal_angle_deg"]),
+    ("Density", ["elbo", "elbo_se", "rec", "kl", "log_likelihood", "log_likelihood_se", "log_likelihood_method", "k",
+                 "bits_per_dim", "active_units", "kl_per_dim"]),
+    ("Decoded random latent points (generation)", [
+        "fd_prior", "fd_standard_normal", "fd_fitted_gaussian", "confidence_prior", "confidence_standard_normal",
+        "confidence_fitted_gaussian", "fd_reconstruction", "confidence_reconstruction", "fd_real", "confidence_real",
+        "feature_space"]),
+    ("Continuity", ["continuity_max_step", "continuity_max_step_p90", "continuity_path_ratio", "continuity_midpoint_confidence"]),
+    ("Completeness", ["completeness_mmd2", "completeness_gauss_kl", "completeness_mmd2_fitted"]),
+    ("Training", ["epochs", "fit_time_s", "n_train", "n_test"]),
 ]
-_TAIL = ["epochs", "fit_time_s", "n_train", "n_test"]
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
@@ -72,6 +109,7 @@ table.metrics { border-collapse: collapse; background: #fff; font-size: 14px; }
 table.metrics th, table.metrics td { border: 1px solid #dde1e8; padding: 5px 10px; text-align: right; }
 table.metrics th { background: #eef0f4; }
 table.metrics td.name, table.metrics th.name { text-align: left; font-family: "DejaVu Sans Mono", monospace; }
+table.metrics tr.group th { background: #dfe3ea; text-align: left; font-size: 13px; }
 table.metrics td.what { text-align: left; color: #5a6275; font-size: 12px; max-width: 360px; }
 footer { color: #8a93a6; font-size: 12px; margin-top: 36px; }
 """
@@ -180,16 +218,23 @@ def run_figures(run) -> dict[str, Figure | None]:
     return {key: build(run, X, y, shape) for key, _, _, build in FIGURES}
 
 
-def _metric_rows(runs) -> list[str]:
+def _metric_groups(runs) -> list[tuple[str, list[str]]]:
+    """(heading, keys present) for the metrics table, in the order of :data:`GROUPS`."""
     keys: list[str] = []
     for r in runs:
         for k in r.metrics:
-            if k not in keys:
+            if k not in keys and k not in HIDDEN_METRICS:
                 keys.append(k)
-    ordered = [k for k in _ORDER if k in keys]
-    ordered += [k for k in keys if k not in _ORDER and k not in _TAIL]
-    ordered += [k for k in _TAIL if k in keys]
-    return ordered
+    out, placed = [], set()
+    for heading, group in GROUPS:
+        present = [k for k in group if k in keys]
+        placed.update(present)
+        if present:
+            out.append((heading, present))
+    rest = [k for k in keys if k not in placed]
+    if rest:
+        out.append(("Other", rest))
+    return out
 
 
 def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, title: str, subtitle: str = "") -> str:
@@ -204,17 +249,20 @@ def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, 
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><main>",
     ]
-    rows = _metric_rows(runs)
-    if rows:
+    groups = _metric_groups(runs)
+    if groups:
         parts.append('<section id="metrics"><h2>Metrics</h2><p class="note">Measured on the held-out test split '
-                     "(nats per example; log-likelihoods and the ELBO are higher-is-better).</p>")
+                     "(nats per example; log-likelihoods and the ELBO are higher-is-better). "
+                     "Computed by latentlab.evaluation.</p>")
         parts.append('<table class="metrics"><tr><th class="name">metric</th>')
         parts += [f"<th>{esc(r.name)}</th>" for r in runs]
         parts.append("<th class=\"name\">meaning</th></tr>")
-        for k in rows:
-            parts.append(f'<tr><td class="name">{esc(k)}</td>')
-            parts += [f"<td>{esc(_fmt(r.metrics.get(k)))}</td>" for r in runs]
-            parts.append(f'<td class="what">{esc(METRIC_NOTES.get(k, _auto_note(k)))}</td></tr>')
+        for heading, keys in groups:
+            parts.append(f'<tr class="group"><th colspan="{n + 2}">{esc(heading)}</th></tr>')
+            for k in keys:
+                parts.append(f'<tr><td class="name">{esc(k)}</td>')
+                parts += [f"<td>{esc(_fmt(r.metrics.get(k)))}</td>" for r in runs]
+                parts.append(f'<td class="what">{esc(METRIC_NOTES.get(k, _auto_note(k)))}</td></tr>')
         parts.append("</table></section>")
     for key, heading, note, _ in FIGURES:
         if all(f.get(key) is None for f in figures):
@@ -237,9 +285,7 @@ def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, 
 
 
 def _auto_note(key: str) -> str:
-    if key.startswith("regularity_"):
-        return "regularity of the latent space: " + key[len("regularity_"):].replace("_", " ")
-    return ""
+    return key.replace("_", " ")
 
 
 def write_report(out_dir, runs: Sequence, *, title: str = "latentlab report", comparison: bool = False) -> Path:
