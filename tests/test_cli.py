@@ -21,7 +21,7 @@ TINY = ["--epochs", "1", "--hidden", "16"]
 
 # One thread per subprocess: the models here are tiny, where a second thread only adds
 # synchronisation (and on a busy 2-core machine, spinning: 49 ms a step instead of 3).
-ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def run_cli(*args, cwd=None, timeout=300, env=None):
@@ -179,6 +179,8 @@ def test_table_in_original_units(table, tmp_path):
     ok(run_cli("fit", "pca", "--data", p, "--latent-dim", "2", "--out", tmp_path / "t"))
     info = json.loads((tmp_path / "t" / "config.json").read_text())
     assert info["params"]["scale"] == "standard"  # tables are standardized, and the scaling saved
+    run = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert run["config"]["data"] == str(p.resolve())  # recorded absolute: the run reopens from anywhere
     assert cli.main(["encode", str(tmp_path / "t"), "--data", str(p), "--out", str(tmp_path / "z.csv")]) == 0
     assert len((tmp_path / "z.csv").read_text().splitlines()) == 1 + len(X)
     assert cli.main(["reconstruct", str(tmp_path / "t"), "--data", str(p), "--out", str(tmp_path / "r.csv")]) == 0
@@ -192,9 +194,6 @@ def test_table_in_original_units(table, tmp_path):
 
 # ------------------------------------------------------------------ errors: one line, the right status
 def test_bad_usage_in_a_subprocess(tmp_path):
-    r = run_cli("fit", "vae", "--no-such-option", "3", "--out", tmp_path / "x")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "--no-such-option" in r.stderr
     (tmp_path / "bad.csv").write_text("a,b\n1,x\n2,y\n")
     r = run_cli("fit", "ae", "--data", tmp_path / "bad.csv", "--out", tmp_path / "x")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'b'" in r.stderr and "Traceback" not in r.stderr
@@ -204,6 +203,7 @@ def test_bad_usage_in_a_subprocess(tmp_path):
     "argv, message",
     [
         (["fit", "vea", "--out", "x"], "invalid choice: 'vea'"),
+        (["fit", "vae", "--no-such-option", "3", "--out", "x"], "unrecognized argument(s) --no-such-option 3"),
         (["fit", "vae"], "--out RUN_DIR is required"),
         (["fit"], "name a model"),
         (["fit", "pca", "--c", "1", "--out", "x"], "--c is an option of vae"),
@@ -266,7 +266,7 @@ def test_model_options_come_from_the_signatures():
 
 
 # ------------------------------------------------------------------ Ctrl-C and resume
-def test_ctrl_c_exits_130_and_resume_continues(tmp_path):
+def test_ctrl_c_exits_130_and_resume_continues(tmp_path, capsys):
     d = tmp_path / "r"
     e = ENV
     proc = subprocess.Popen(
@@ -292,5 +292,5 @@ def test_ctrl_c_exits_130_and_resume_continues(tmp_path):
     r = ok(run_cli("fit", "--resume", d, "--epochs", done + 2, "--json"))
     hist = load(d).history_
     assert len(hist) == done + 2 and json.loads(r.stdout)["metrics"]["epochs"] == done + 2
-    r = run_cli("fit", "vae", "--resume", d, "--lr", "0.1")
-    assert r.returncode == 2 and "only --epochs may change" in r.stderr
+    assert cli.main(["fit", "vae", "--resume", str(d), "--lr", "0.1"]) == 2
+    assert "only --epochs may change" in capsys.readouterr().err

@@ -25,6 +25,20 @@ CHROMIUM_FLAGS = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models and matrices: one torch and BLAS thread is fastest (and a busy machine makes
+    a second one spin)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits_small():
     d = load_digits()

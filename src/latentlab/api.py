@@ -50,6 +50,8 @@ __all__ = [
     "demo",
     "principal_angle",
     "decode_random",
+    "pair_rows",
+    "split_data",
     "write_array",
     "RUN_FILE",
 ]
@@ -241,7 +243,14 @@ def build_estimator(config: RunConfig, ds: Dataset | None = None, checkpoint_dir
     return cls(**params)
 
 
-def fit(config: RunConfig, out: str | Path | None = None, *, resume: bool = False, command: Sequence[str] | None = None) -> Run:
+def fit(
+    config: RunConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    command: Sequence[str] | None = None,
+    dataset: Dataset | None = None,
+) -> Run:
     """Load the data, fit the model, measure it on the test split, and save the run.
 
     Parameters
@@ -251,14 +260,17 @@ def fit(config: RunConfig, out: str | Path | None = None, *, resume: bool = Fals
         run in memory only.
     resume : continue from the checkpoint in ``out`` (see :func:`resume`).
     command : the command line, recorded in run.json.
+    dataset : ``config.data`` already loaded (to load it once for several fits).
 
     Returns
     -------
     Run, with ``metrics`` measured on the test split (when there is one).
     """
-    ds = datasets.load(config.data)
+    ds = dataset if dataset is not None else datasets.load(config.data)
     parts = split_data(ds, config.test_fraction, config.split_seed)
     out = Path(out) if out is not None else None
+    if out is not None:  # a path is recorded absolute, so that the run reopens from anywhere
+        config = dataclasses.replace(config, data=_source_spec(config.data))
     est = build_estimator(config, ds, checkpoint_dir=out)
     X = model_input(est, parts["train"])
     kw: dict[str, Any] = {}
@@ -453,24 +465,38 @@ def evaluate(run_dir: str | Path, data: str | None = None, *, split: str | None 
 
 
 # ---------------------------------------------------------------------------------------- use
-def _rows_of(ds: Dataset) -> np.ndarray:
-    return np.asarray(ds.data)
+def _run(run: "Run | str | Path", data: str | None) -> Run:
+    return run if isinstance(run, Run) else open_run(run, data)
 
 
-def encode(run_dir: str | Path, data: str | None = None, *, split: str = "all") -> np.ndarray:
-    """Codes (n, latent_dim) of every row of the data (posterior means for a VAE), in order."""
-    run = open_run(run_dir, data)
+def encode(run: "Run | str | Path", data: str | None = None, *, split: str = "all") -> np.ndarray:
+    """Codes (n, latent_dim) of every row of the data (posterior means for a VAE), in order.
+    ``run`` is a run directory or a :class:`Run` from :func:`open_run`."""
+    run = _run(run, data)
     ds = pick(run, split)
     return run.model.transform(model_input(run.model, ds))
 
 
-def reconstruct(run_dir: str | Path, data: str | None = None, *, split: str = "all") -> tuple[np.ndarray, np.ndarray]:
+def reconstruct(run: "Run | str | Path", data: str | None = None, *, split: str = "all") -> tuple[np.ndarray, np.ndarray]:
     """(originals, reconstructions), each (n, n_features), in the data's own units."""
-    run = open_run(run_dir, data)
+    run = _run(run, data)
     ds = pick(run, split)
     X = model_input(run.model, ds)
     R = run.model.inverse_transform(run.model.transform(X))
-    return _rows_of(ds), np.asarray(R).reshape(len(ds), -1)
+    return np.asarray(ds.data), np.asarray(R).reshape(len(ds), -1)
+
+
+def pair_rows(X: np.ndarray, R: np.ndarray, n: int = 32, ncols: int = 16) -> tuple[np.ndarray, int]:
+    """Interleave rows of originals X and reconstructions R for an image grid: each row of up to
+    ``ncols`` originals is followed by their reconstructions. Returns (array, columns); ``n`` is
+    rounded down to whole rows."""
+    n = min(check_int(n, "n"), len(X))
+    cols = min(n, ncols)
+    n -= n % cols
+    blocks = []
+    for start in range(0, n, cols):
+        blocks += [X[start : start + cols], R[start : start + cols]]
+    return np.vstack(blocks), cols
 
 
 def decode_random(model: LatentModel, n: int, seed: int = 0) -> np.ndarray:
@@ -503,9 +529,9 @@ def interpolate_codes(model: LatentModel, a: np.ndarray, b: np.ndarray, steps: i
     return np.asarray(model.inverse_transform(Z.astype(np.float32))).reshape(steps, -1)
 
 
-def interpolate(run_dir: str | Path, data: str | None = None, *, start: int, end: int, steps: int = 10, split: str = "all") -> np.ndarray:
+def interpolate(run: "Run | str | Path", data: str | None = None, *, start: int, end: int, steps: int = 10, split: str = "all") -> np.ndarray:
     """Decoded points on the line between the codes of rows ``start`` and ``end``: (steps, n_features)."""
-    run = open_run(run_dir, data)
+    run = _run(run, data)
     ds = pick(run, split)
     for name, i in (("--from", start), ("--to", end)):
         if not (0 <= i < len(ds)):
@@ -622,6 +648,7 @@ def compare(
     """
     params = dict(params or {})
     out = Path(out) if out is not None else None
+    ds = datasets.load(data)
     runs = []
     for label, (model, extra) in COMPARE_SET.items():
         cls = MODELS[model]
@@ -631,7 +658,7 @@ def compare(
         p["latent_dim"] = latent_dim
         cfg = RunConfig(model, data, p, test_fraction, split_seed, eval_k)
         run_out = out / _slug(label) if out is not None else None
-        run = fit(cfg, run_out, command=command)
+        run = fit(cfg, run_out, command=command, dataset=ds)
         run.info["label"] = label
         runs.append(run)
     table = {r.name: dict(r.metrics) for r in runs}
@@ -708,17 +735,22 @@ def demo(out: str | Path = "latentlab-demo", *, params: Mapping[str, Any] | None
     """The main job: PCA, a linear AE, a deep AE and a VAE on the embedded digits, compared
     (see :func:`compare`), with the report written into ``out``.
 
-    The networks have a few thousand parameters, where one CPU thread is faster than several
-    (a 64-wide product is too small to split; measured on a shared 2-core machine: 3 ms against
-    49 ms a step), so the demo runs single-threaded and restores the setting afterwards.
+    Its networks have a few thousand parameters and its matrices a few hundred rows, where one
+    CPU thread is faster than several: the products are too small to split, and a second thread
+    only adds synchronisation, which on a busy machine becomes spinning (measured on a shared
+    2-core machine: 3 ms against 49 ms a training step for torch; 13 ms a product for the
+    feature classifier's BLAS). So the demo runs torch and BLAS single-threaded, and restores
+    both settings afterwards.
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     p = dict(DEMO_PARAMS)
     p.update(params or {})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return compare("digits", DEMO_LATENT_DIM, out, params=p, per_model=DEMO_PER_MODEL, eval_k=1000, command=command)
+        with threadpool_limits(limits=1):
+            return compare("digits", DEMO_LATENT_DIM, out, params=p, per_model=DEMO_PER_MODEL, eval_k=1000, command=command)
     finally:
         torch.set_num_threads(threads)

@@ -278,7 +278,7 @@ def _cmd_evaluate(args, argv) -> int:
 def _cmd_encode(args, argv) -> int:
     from . import api
 
-    Z = api.encode(args.run_dir, args.data, split=args.split)
+    Z = api.encode(api.open_run(args.run_dir, args.data), split=args.split)
     api.write_array(args.out, Z, columns=[f"z{j}" for j in range(Z.shape[1])])
     _emit(args, {"out": args.out, "shape": list(Z.shape)}, lambda: print(f"wrote {Z.shape[0]} codes of size {Z.shape[1]} to {args.out}"))
     return 0
@@ -288,30 +288,16 @@ def _cmd_reconstruct(args, argv) -> int:
     from . import api
 
     run = api.open_run(args.run_dir, args.data)
-    X, R = api.reconstruct(args.run_dir, args.data, split=args.split)
+    X, R = api.reconstruct(run, split=args.split)
     if args.out.lower().endswith(".png"):
-        n = min(args.n, len(X))
-        cols = min(n, 16)
-        rows = []
-        for start in range(0, n, cols):  # each row of originals above its reconstructions
-            rows += [X[start : start + cols], R[start : start + cols]]
-        api.write_array(args.out, _stack_rows(rows, cols), image_shape=_image_shape(run), ncols=cols)
-        shape = [n, R.shape[1]]
+        grid, cols = api.pair_rows(X, R, args.n)
+        api.write_array(args.out, grid, image_shape=_image_shape(run), ncols=cols)
+        shape = [len(grid) // 2, R.shape[1]]
     else:
         api.write_array(args.out, R, columns=_columns(run))
         shape = list(R.shape)
     _emit(args, {"out": args.out, "shape": shape}, lambda: print(f"wrote {shape[0]} reconstructions to {args.out}"))
     return 0
-
-
-def _stack_rows(rows, cols):
-    import numpy as np
-
-    out = []
-    for r in rows:
-        pad = np.full((cols - len(r), r.shape[1]), np.nan, dtype=np.float32) if len(r) < cols else None
-        out.append(r if pad is None else np.vstack([r, np.zeros_like(pad)]))
-    return np.vstack(out)
 
 
 def _cmd_sample(args, argv) -> int:
@@ -320,8 +306,9 @@ def _cmd_sample(args, argv) -> int:
     run = api.open_run(args.run_dir, load_data=False)
     S = api.decode_random(run.model, args.n, seed=args.seed)
     api.write_array(args.out, S, image_shape=_image_shape(run), columns=(run.info.get("data") or {}).get("feature_names"))
-    if not hasattr(run.model, "sample") and not getattr(args, "json", False):
-        print(f"note: {type(run.model).__name__} has no prior; decoded random latent points instead (see --help).", file=sys.stderr)
+    if not hasattr(run.model, "sample") and not isinstance(run.model, api.PCA) and not getattr(args, "json", False):
+        print(f"note: an {type(run.model).__name__} has no prior: these decode z ~ N(0, I), which it was never "
+              "trained to map to data.", file=sys.stderr)
     _emit(args, {"out": args.out, "shape": list(S.shape)}, lambda: print(f"wrote {S.shape[0]} samples to {args.out}"))
     return 0
 
@@ -330,7 +317,7 @@ def _cmd_interpolate(args, argv) -> int:
     from . import api
 
     run = api.open_run(args.run_dir, args.data)
-    P = api.interpolate(args.run_dir, args.data, start=args.start, end=args.end, steps=args.steps, split=args.split)
+    P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split)
     api.write_array(args.out, P, image_shape=_image_shape(run), ncols=args.steps, columns=_columns(run))
     _emit(args, {"out": args.out, "shape": list(P.shape)}, lambda: print(f"wrote {P.shape[0]} interpolation steps to {args.out}"))
     return 0
