@@ -239,6 +239,16 @@ def test_image_folder_with_class_subfolders(tmp_path):
     assert d.info["classes"] == ["cat", "dog"] and list(d.target) == [0, 0, 0, 1, 1, 1, 1]
 
 
+def test_sixteen_bit_grey_images(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "g").mkdir()
+    for i, v in enumerate((0, 32768, 65535)):
+        Image.fromarray(np.full((3, 3), v, dtype=np.uint16)).save(tmp_path / "g" / f"{i}.png")
+    d = load(str(tmp_path / "g"))
+    np.testing.assert_allclose(d.data[:, 0], [0.0, 32768 / 65535, 1.0], rtol=1e-6)
+
+
 def test_colour_images_and_mixed_sizes(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "c").mkdir()

@@ -443,20 +443,27 @@ def measure(model: LatentModel, ds: Dataset, *, k: int = 1000, seed: int = 0) ->
     return _evaluate(model, model_input(model, ds), y=ds.target, k=k, seed=seed)
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, *, split: str | None = None, k: int = 1000, seed: int = 0, record: bool = True) -> dict[str, float]:
-    """The metrics of a saved run on one split of its data (or of another source ``data``).
+def default_split(run: Run, split: str | None, data: str | None) -> str:
+    """``split``, or when None: "test", except for another source without a test split: "all"."""
+    if split is not None:
+        return split
+    return "test" if run.test is not None or data is None else "all"
+
+
+def evaluate(run: "Run | str | Path", data: str | None = None, *, split: str | None = None, k: int = 1000, seed: int = 0, record: bool = True) -> dict[str, float]:
+    """The metrics of a saved run (a run directory or a :class:`Run` from :func:`open_run`) on
+    one split of its data, or of another source ``data``.
 
     ``split`` None means "test": the run's held-out rows, or for another source its own test
     split if it has one, else all its rows. With ``record``, the result is stored under
     ``evaluations`` in the run's run.json.
     """
-    run = open_run(run_dir, data)
-    if split is None:
-        split = "test" if run.test is not None or data is None else "all"
+    run = _run(run, data)
+    split = default_split(run, split, data)
     ds = pick(run, split)
     metrics = measure(run.model, ds, k=k, seed=seed)
-    path = Path(run_dir) / RUN_FILE
-    if record and path.is_file():
+    path = run.path / RUN_FILE if run.path is not None else None
+    if record and path is not None and path.is_file():
         info = read_json(path)
         key = split if data is None else f"{split}:{data}"
         info.setdefault("evaluations", {})[key] = {"k": k, "seed": seed, **_jsonable(metrics)}

@@ -265,13 +265,15 @@ def _cmd_fit(args, argv) -> int:
 def _cmd_evaluate(args, argv) -> int:
     from . import api
 
-    metrics = api.evaluate(args.run_dir, args.data, split=args.split, k=args.k, seed=args.seed)
+    run = api.open_run(args.run_dir, args.data)
+    split = api.default_split(run, args.split, args.data)
+    metrics = api.evaluate(run, args.data, split=split, k=args.k, seed=args.seed)
 
     def human():
-        print(f"{args.run_dir} on {args.data or 'its data'} ({args.split or 'test'} split, k={args.k}):")
+        print(f"{args.run_dir} on {args.data or 'its data'} ({split} split, k={args.k}):")
         _print_metrics(metrics)
 
-    _emit(args, {"run_dir": args.run_dir, "split": args.split or "test", "k": args.k, "metrics": metrics}, human)
+    _emit(args, {"run_dir": args.run_dir, "split": split, "k": args.k, "metrics": metrics}, human)
     return 0
 
 

@@ -204,8 +204,10 @@ def load_images(folder: str | os.PathLike) -> Dataset:
             )
     out = []
     for im in arrays:
-        im = im.convert("RGB" if colour else "L")
-        a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
+        if not colour and im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey PNGs keep their depth
+            a = np.asarray(im, dtype=np.float32) / np.float32(65535.0)
+        else:
+            a = np.asarray(im.convert("RGB" if colour else "L"), dtype=np.float32) / np.float32(255.0)
         out.append(a.transpose(2, 0, 1) if colour else a)
     images = np.ascontiguousarray(np.stack(out))
     target = None
