@@ -105,12 +105,12 @@ p.note { margin: 0 0 12px 0; color: #4a5263; font-size: 14px; max-width: 1000px;
 .card h3 { font-size: 14px; margin: 0 0 6px 0; color: #2b3550; }
 .card img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 .card p.missing { color: #8a93a6; font-size: 13px; margin: 6px 0; }
-table.metrics { border-collapse: collapse; background: #fff; font-size: 14px; }
+table.metrics { border-collapse: collapse; background: #fff; font-size: 14px; width: 100%; }
 table.metrics th, table.metrics td { border: 1px solid #dde1e8; padding: 5px 10px; text-align: right; }
 table.metrics th { background: #eef0f4; }
 table.metrics td.name, table.metrics th.name { text-align: left; font-family: "DejaVu Sans Mono", monospace; }
 table.metrics tr.group th { background: #dfe3ea; text-align: left; font-size: 13px; }
-table.metrics td.what { text-align: left; color: #5a6275; font-size: 12px; max-width: 360px; }
+table.metrics td.what { text-align: left; color: #5a6275; font-size: 12px; width: 34%; }
 footer { color: #8a93a6; font-size: 12px; margin-top: 36px; }
 """
 
