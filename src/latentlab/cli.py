@@ -250,7 +250,7 @@ def _cmd_fit(args, argv) -> int:
         m = run.metrics
         what = f"{c.model} (latent size {run.model.latent_dim}) on {c.data}"
         sizes = f"{m.get('n_train')} train" + (f" / {m['n_test']} test" if m.get("n_test") else "")
-        ep = f", {m['epochs']} epochs" if "epochs" in m else ""
+        ep = f", {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}" if "epochs" in m else ""
         print(f"fitted {what}: {sizes}{ep}, {m.get('fit_time_s', 0):.1f} s")
         rest = {k: v for k, v in m.items() if k not in ("n_train", "n_test", "epochs", "fit_time_s")}
         if rest:

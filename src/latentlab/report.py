@@ -208,8 +208,14 @@ def run_figures(run) -> dict[str, Figure | None]:
     if ds is not None:
         from .api import model_input
 
-        X = np.array(model_input(run.model, ds)[:2000])  # a copy: memory maps are read-only
-        y = None if ds.target is None else np.asarray(ds.target[:2000])
+        # Up to 2000 rows drawn at random (a fixed seed), in file order: files sorted by class
+        # (as binarized MNIST's test set is) still show every kind of example. A copy: memory
+        # maps are read-only.
+        n = len(ds)
+        idx = np.sort(np.random.default_rng(0).choice(n, size=min(n, 2000), replace=False))
+        src = model_input(run.model, ds)
+        X = np.array(src.take(idx) if hasattr(src, "take") and not isinstance(src, np.ndarray) else src[idx])
+        y = None if ds.target is None else np.asarray(ds.target)[idx]
         shape = ds.image_shape
     elif run.info.get("data", {}).get("image_shape"):
         shape = tuple(run.info["data"]["image_shape"])
