@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from matplotlib.figure import Figure
 
 from latentlab import PCA, VAE, Autoencoder, api, plots
 from latentlab.datasets import load_digits
-from latentlab.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
