@@ -12,7 +12,7 @@ the standard prior), 89.78 (Pythae's VAE, 784-400-40).
     python benchmarks/static_mnist.py --quick         # a few minutes: fewer epochs, 1000 test images
 
 Data: ``--data PATH`` or ``$LATENTLAB_DATA`` (the .npz file or its folder), else
-../shared/data/binarized_mnist.npz beside the repository. The results go into BENCHMARKS.md
+shared/data/binarized_mnist.npz beside the repository (or above it). The results go into BENCHMARKS.md
 (this benchmark's section only; every run is kept in benchmarks/results/static_mnist.json) and
 the model into ``--out``.
 """
@@ -40,14 +40,18 @@ ANCHORS = "88.56 (VampPrior paper, VAE with the standard prior), 89.78 (Pythae's
 
 
 def find_data(arg: str | None) -> Path | None:
-    """--data if given, else $LATENTLAB_DATA if set, else ../shared/data beside the repository."""
+    """--data if given, else $LATENTLAB_DATA if set, else shared/data/binarized_mnist.npz in the
+    folder that holds the repository (or one above it, for a git worktree)."""
     src = arg or os.environ.get("LATENTLAB_DATA")
     if src:
         p = Path(src)
         cand = p if p.suffix == ".npz" else p / "binarized_mnist.npz"
-    else:
-        cand = REPO.parent / "shared" / "data" / "binarized_mnist.npz"
-    return cand if cand.is_file() else None
+        return cand if cand.is_file() else None
+    for parent in REPO.parents:
+        cand = parent / "shared" / "data" / "binarized_mnist.npz"
+        if cand.is_file():
+            return cand
+    return None
 
 
 def parse(argv):
@@ -57,13 +61,14 @@ def parse(argv):
     p.add_argument("--latent-dim", type=int, default=40)
     p.add_argument("--hidden", default="512,256", help="encoder hidden sizes, comma-separated; the decoder mirrors them")
     p.add_argument("--activation", default="relu")
-    p.add_argument("--epochs", type=int, default=1000, help="upper bound; early stopping decides")
+    p.add_argument("--epochs", type=int, default=500, help="upper bound; early stopping decides")
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="plateau", choices=["constant", "cosine", "plateau"])
     p.add_argument("--warmup-epochs", type=float, default=10.0, help="linear KL warm-up")
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.999, help="decay of the moving average of the weights (0: off)")
     p.add_argument("--k", type=int, default=5000, help="importance samples per test image")
     p.add_argument("--n-test", type=int, default=None, help="evaluate on the first N test images (default: all 10,000)")
     p.add_argument("--seed", type=int, default=0)
@@ -107,6 +112,7 @@ def run(a, path: Path) -> dict:
     vae = VAE(latent_dim=a.latent_dim, hidden=hidden, activation=a.activation, likelihood="bernoulli",
               epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule,
               warmup_epochs=a.warmup_epochs, weight_decay=a.weight_decay, patience=a.patience,
+              ema=a.ema or None,
               seed=a.seed, device="cpu" if not torch.cuda.is_available() else "auto", verbose=False,
               checkpoint_dir=str(out / "checkpoint"))
     print(f"training {vae!r} on {len(train)} images, early stopping on {len(valid)}", flush=True)
@@ -154,7 +160,7 @@ def run(a, path: Path) -> dict:
 def _row(r) -> str:
     s = r["settings"]
     return (f"| {r['date'][:16].replace('T', ' ')} | {r['mode']} | {r['model']}; lr {s['lr']:g} {s['lr_schedule']}, "
-            f"warm-up {s['warmup_epochs']:g}, wd {s['weight_decay']:g}, batch {s['batch_size']} | "
+            f"warm-up {s['warmup_epochs']:g}, wd {s['weight_decay']:g}, EMA {s.get('ema') or 'off'}, batch {s['batch_size']} | "
             f"{r['epochs']} ({r['best_epoch']}) | {r['test_images']} | **{r['test_nll']:.2f}** ± {r['test_nll_se']:.2f} | "
             f"{-r['test_elbo']:.2f} | {r['test_kl']:.2f} | {r['active_units']} | {r['train_seconds'] / 60:.0f} + "
             f"{r['eval_seconds'] / 60:.0f} | `{r['command']}` |")
@@ -165,7 +171,8 @@ def render(runs) -> str:
         "The literature's protocol: train on the 50,000 training images, early-stop on the 10,000 validation "
         "images (their ELBO), report the test negative log-likelihood by importance sampling with K = 5000 "
         "samples per image, with its standard error over the images. Bernoulli likelihood, one stochastic "
-        "layer, MLP encoder and decoder, N(0, I) prior, trained on the ELBO (with KL warm-up) through "
+        "layer, MLP encoder and decoder, N(0, I) prior, trained on the ELBO (with KL warm-up and a moving "
+        "average of the weights, `ema`) through "
         "latentlab's public API (`VAE(...).fit`, `latentlab.evaluation.evaluate`).",
         "",
         f"**Goal: test NLL <= {GOAL} nats.** Anchors: {ANCHORS}.",

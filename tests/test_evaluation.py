@@ -354,3 +354,27 @@ def test_bernoulli_log_prob_keeps_the_sample_and_batch_dimensions():
         (ga,) = torch.autograd.grad(lp.sum(), out)
         (gb,) = torch.autograd.grad(ref.sum(), out)
         torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the rest of the VAE family
+_FAMILY = ("IWAE", "VampPriorVAE", "HierarchicalVAE", "ConditionalVAE")  # issue 8; skipped where absent
+
+
+@pytest.mark.parametrize("name", _FAMILY)
+def test_every_vae_variant_is_evaluated_the_same_way(name, digits):
+    import latentlab
+
+    cls = getattr(latentlab, name, None)
+    if cls is None:
+        pytest.skip(f"latentlab.{name} is not in this checkout")
+    X, y = (digits.data[:600] > 0.5).astype(np.float32), digits.target[:600]
+    model = cls(latent_dim=3, hidden=(32,), epochs=2, verbose=False)
+    cond = y[500:] if name == "ConditionalVAE" else None
+    model.fit(X[:500], y[:500]) if cond is not None else model.fit(X[:500])
+    m = evaluate(model, X[500:], y=cond, k=64)
+    json.dumps(m, allow_nan=False)
+    assert m["rec"] + m["kl"] == pytest.approx(-m["elbo"], rel=1e-9)
+    assert m["log_likelihood"] > m["elbo"] - 3 * m["elbo_se"]
+    a = log_likelihood(model, X[500:540], k=100, cond=None if cond is None else cond[:40], seed=2)
+    b = log_likelihood(model, X[500:540], k=100, cond=None if cond is None else cond[:40], seed=2, chunk_size=7, batch_size=5)
+    np.testing.assert_allclose(a.per_example, b.per_example, atol=2e-5)
