@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_float, check_hidden, check_int
+from .._validation import check_choice, check_float, check_hidden, check_int, iter_chunks
 from ..config import TrainConfig
 from ..errors import ConfigError, DataError
 from ..training.data import ArrayData
@@ -109,9 +109,10 @@ class NeuralModel(LatentModel):
             shape=self._module_shape(),
         )
 
-    def _scaled_chunks(self, A, chunk: int = 65536):
-        for start in range(0, A.shape[0], chunk):
-            yield self._apply_scaler(np.asarray(A[start : start + chunk]))
+    def _scaled_chunks(self, A):
+        """A in scaled float32 chunks of about 32 MiB (A may be memory-mapped, of any dtype)."""
+        for _, block in iter_chunks(A, dtype=np.float32):
+            yield self._apply_scaler(block)
 
     def _split(self, n: int):
         frac = float(self.validation_fraction)
