@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -168,6 +169,8 @@ def peer_errors(hint: str = ""):
         if not d.active or not _is_comm_error(exc):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = re.sub(r"^\[[^\]]*\]\s*", "", first)  # the backend's source location
+        first = first.split(" This is typically caused")[0].strip().rstrip(".")  # gloo's generic advice
         raise DistributedError(
             f"rank {d.rank} of {d.world} lost contact with the other training processes ({first}). "
             f"Another process died or stalled for more than {timeout_s():g} s ({TIMEOUT_ENV}); its "
