@@ -133,7 +133,7 @@ def test_two_processes_with_batch_b_train_like_one_with_batch_2b(tmp_path, binar
     flat0, flat1 = np.load(out / "flat0.npy"), np.load(out / "flat1.npy")
     np.testing.assert_array_equal(flat0, flat1)
     ref = _single(binary_npy)
-    np.testing.assert_allclose(flat0, _flat(ref), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(flat0, _flat(ref), rtol=1e-5, atol=1e-6)
     hist = json.loads((out / "history0.json").read_text())
     for h, r in zip(hist, ref.history_, strict=True):
         assert h["train_loss"] == pytest.approx(r["train_loss"], rel=1e-4)
@@ -159,7 +159,7 @@ def test_two_processes_with_batch_b_train_like_one_with_batch_2b(tmp_path, binar
     # That two-process checkpoint resumes in one process (batch 2B) and ends where one process does.
     more = Autoencoder(**{**PARAMS, "batch_size": 2 * B, "epochs": 5, "checkpoint_dir": tmp_path / "ck0"})
     more.fit(open_npy(binary_npy), resume=True)
-    np.testing.assert_allclose(_flat(more), _flat(_single(binary_npy, epochs=5)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_flat(more), _flat(_single(binary_npy, epochs=5)), rtol=1e-5, atol=1e-6)
     assert [h["epoch"] for h in more.history_] == [1, 2, 3, 4, 5]
 
 
@@ -183,7 +183,7 @@ def test_a_one_process_checkpoint_taken_mid_epoch_resumes_in_two_processes(tmp_p
 
     spec, out = _spec(tmp_path, "resume", data=str(binary_npy), resume=True, params={"checkpoint_dir": str(ck)})
     _ok(_torchrun(2, spec))
-    np.testing.assert_allclose(np.load(out / "flat0.npy"), _flat(_single(binary_npy)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.load(out / "flat0.npy"), _flat(_single(binary_npy)), rtol=1e-5, atol=1e-6)
     hist = json.loads((out / "history0.json").read_text())
     assert [h["epoch"] for h in hist] == [1, 2, 3]
 

@@ -78,8 +78,8 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
     return arr
 
 
-def chunk_rows(arr, target_bytes: int = 1 << 25) -> int:
-    """Rows per chunk so that one chunk of ``arr`` in float64 takes about ``target_bytes`` (32 MiB).
+def chunk_rows(arr, target_bytes: int = 1 << 23) -> int:
+    """Rows per chunk so that one chunk of ``arr`` in float64 takes about ``target_bytes`` (8 MiB).
 
     Whole-data passes (scaling statistics, finiteness, PCA's covariance) walk arrays in such
     chunks, so that a memory-mapped array larger than memory is never resident at once.

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .._mmap import Releaser
+from .._mmap import Releaser, RowReader
 from ..errors import DataError
 
 __all__ = ["ArrayData", "ShardedArray", "open_npy", "placement", "epoch_permutation"]
@@ -159,6 +159,21 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def _read_rows(a, idx: np.ndarray, reader: RowReader | None) -> np.ndarray:
+    """a[idx] for a memory-mapped array, read in file order and returned in the order asked."""
+    order = np.argsort(idx, kind="stable")
+    rows = idx[order]
+    if reader is not None:
+        b = reader.read(rows)
+    elif len(rows) and np.all(np.diff(rows) == 1):  # a contiguous range: one slice
+        b = np.asarray(a[rows[0] : rows[-1] + 1])
+    else:
+        b = a.take(rows) if isinstance(a, ShardedArray) else np.take(a, rows, axis=0)
+    out = np.empty((len(idx), *a.shape[1:]), dtype=a.dtype)
+    out[order] = b  # the same batch, row for row, as from memory: training does not depend on storage
+    return out
+
+
 def _is_mapped(a) -> bool:
     return isinstance(a, (np.memmap, ShardedArray))
 
@@ -226,7 +241,11 @@ class ArrayData:
             self.arrays.append(t)
             self.mapped.append(False)
             self.placements.append(where)
-        self._release = Releaser([a for a, m in zip(self.arrays, self.mapped) if m])
+        # Batches of mapped arrays are read with pread (see latentlab._mmap.RowReader), which
+        # keeps them out of the resident set; where that is impossible, through the map, whose
+        # pages are then released as reading goes.
+        self._readers = [RowReader.of(a) if m else None for a, m in zip(self.arrays, self.mapped)]
+        self._release = Releaser([a for a, m, r in zip(self.arrays, self.mapped, self._readers) if m and r is None])
         self._pin = self.device.type == "cuda"
 
     def __len__(self) -> int:
@@ -237,11 +256,10 @@ class ArrayData:
         if self.index is not None:
             idx = self.index.index_select(0, idx)
         out = []
-        for a, mapped in zip(self.arrays, self.mapped):
+        for a, mapped, reader in zip(self.arrays, self.mapped, self._readers):
             if mapped:
-                i = np.sort(idx.numpy())  # sequential reads; batch order does not matter to a mean
-                b = a.take(i) if isinstance(a, ShardedArray) else np.take(a, i, axis=0)
-                t = torch.from_numpy(np.ascontiguousarray(b))  # stored dtype: uint8 moves as uint8
+                b = _read_rows(a, idx.numpy(), reader)
+                t = torch.from_numpy(b)  # stored dtype: uint8 moves as uint8
                 if self._pin:  # page-locked staging (cached by torch), so the copy overlaps compute
                     t = t.pin_memory()
                 out.append(t.to(self.device, non_blocking=True))
