@@ -168,7 +168,8 @@ class Autoencoder(NeuralModel):
         enc, dec = self._networks(int(self.latent_dim), int(self.latent_dim))
         lik = None
         if self.loss != "mse":
-            lik = make_likelihood(self.loss, self.sigma, self.n_features_in_, getattr(self, "_feature_var", None))
+            init_var = self._feature_variance() if self.loss == "gaussian" and isinstance(self.sigma, str) else None
+            lik = make_likelihood(self.loss, self.sigma, self.n_features_in_, init_var)
         return AEModule(enc, dec, lik)
 
     def _objective(self):

@@ -109,6 +109,18 @@ class NeuralModel(LatentModel):
             shape=self._module_shape(),
         )
 
+    def _feature_variance(self):
+        """Per-feature variance of the scaled training data during fit (None otherwise), in chunks."""
+        A = getattr(self, "_fit_data", None)
+        if A is None:
+            return None
+        s1 = s2 = 0.0
+        for chunk in self._scaled_chunks(A):
+            f = chunk.reshape(len(chunk), -1).astype(np.float64)
+            s1, s2 = s1 + f.sum(0), s2 + (f * f).sum(0)
+        mean = s1 / A.shape[0]
+        return np.maximum(s2 / A.shape[0] - mean**2, 0.0)
+
     def _scaled_chunks(self, A):
         """A in scaled float32 chunks of about 4 MiB (A may be memory-mapped, of any dtype)."""
         for _, block in iter_chunks(A, dtype=np.float32):
@@ -145,13 +157,9 @@ class NeuralModel(LatentModel):
         self._validate_params()
         cfg = self._train_config()
         A = self._check_X(X, reset=True, min_samples=2)
-        s1 = s2 = 0.0
         for chunk in self._scaled_chunks(A):
             self._check_support(chunk)
-            f = chunk.reshape(len(chunk), -1).astype(np.float64)
-            s1, s2 = s1 + f.sum(0), s2 + (f * f).sum(0)
-        mean = s1 / A.shape[0]
-        self._feature_var = np.maximum(s2 / A.shape[0] - mean**2, 0.0)  # read by _build_module
+        self._fit_data = A  # for feature_variance() while the module is built
         self._module_shape()  # fail early for conv on flat data
         device = resolve_device(cfg.device)
         arrays = [A] if cond is None else [A, cond]
@@ -181,7 +189,7 @@ class NeuralModel(LatentModel):
                 meta=self._checkpoint_meta(),
                 desc=type(self).__name__,
             )
-        del self._feature_var
+        del self._fit_data
         self.module_ = module.eval()
         self.device_ = device
         self.history_ = result.history

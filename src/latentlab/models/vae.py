@@ -195,7 +195,8 @@ class VAE(NeuralModel):
     def _make_likelihood(self):
         name = self.likelihood_
         sigma = self.sigma if name == "gaussian" else 1.0
-        return make_likelihood(name, sigma, self.n_features_in_, getattr(self, "_feature_var", None))
+        init_var = self._feature_variance() if name == "gaussian" and isinstance(sigma, str) else None
+        return make_likelihood(name, sigma, self.n_features_in_, init_var)
 
     def _build_module(self):
         k = int(self.latent_dim)

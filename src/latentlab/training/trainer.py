@@ -34,6 +34,7 @@ from ..errors import CheckpointError, DivergenceError
 from ..io import load_tensors, save_tensors
 from . import distributed
 from .data import ArrayData, epoch_permutation
+from .flat import FlatParameters
 
 __all__ = ["train", "TrainResult", "resolve_device", "make_optimizer", "CHECKPOINT_NAME"]
 
@@ -152,8 +153,10 @@ class _Interrupt:
         return False
 
 
-def _optimizer_to_files(opt: torch.optim.Optimizer):
+def _optimizer_to_files(opt: torch.optim.Optimizer, flat=None):
     sd = opt.state_dict()
+    if flat is not None:  # always stored per parameter, whichever path trained
+        sd = flat.split_state(sd)
     tensors, scalars = {}, {}
     for pid, st in sd["state"].items():
         for k, v in st.items():
@@ -164,7 +167,7 @@ def _optimizer_to_files(opt: torch.optim.Optimizer):
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta) -> None:
+def _optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta, flat=None) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith("optim."):
@@ -177,7 +180,8 @@ def _optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta) -> None:
     for g in groups:
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
-    opt.load_state_dict({"state": state, "param_groups": groups})
+    sd = {"state": state, "param_groups": groups}
+    opt.load_state_dict(flat.join_state(sd) if flat is not None else sd)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -306,7 +310,13 @@ def _train(
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(step_module, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = make_optimizer(config, module.parameters(), device)
+    # The fast path: a fused step that writes gradients in place into one flat buffer, and an
+    # optimiser over that one tensor. One process only (DDP needs autograd's gradient hooks).
+    fast_step = None
+    if not dinfo.active and not config.compile and hasattr(objective, "fused_step"):
+        fast_step = objective.fused_step(module)
+    flat = FlatParameters(module.parameters()) if fast_step is not None else None
+    opt = make_optimizer(config, [flat.param] if flat is not None else module.parameters(), device)
     sched = _make_scheduler(config, opt)
 
     result = TrainResult()
@@ -321,7 +331,7 @@ def _train(
     if resume and path is not None and path.exists():
         tensors, ck = read_checkpoint(path)
         _load_module_state(module, _state_dict_from(tensors, "model."), path)
-        _optimizer_from_files(opt, tensors, ck["optimizer"])
+        _optimizer_from_files(opt, tensors, ck["optimizer"], flat)
         if sched is not None and ck.get("scheduler"):
             sched.load_state_dict(ck["scheduler"])
         best = _state_dict_from(tensors, "best.")
@@ -365,7 +375,7 @@ def _train(
         tensors = {f"model.{k}": v for k, v in module.state_dict().items()}
         if best_state is not None:
             tensors.update({f"best.{k}": v for k, v in best_state.items()})
-        ot, ometa = _optimizer_to_files(opt)
+        ot, ometa = _optimizer_to_files(opt, flat)
         tensors.update(ot)
         if mid_epoch and world == 1:
             tensors["rng.cpu"] = torch.get_rng_state()
@@ -394,7 +404,10 @@ def _train(
         save_tensors(path, tensors, state)
 
     show = config.progress if config.progress is not None else sys.stderr.isatty()
-    from tqdm.auto import tqdm
+    if "IPython" in sys.modules:  # a notebook widget where one runs; never import IPython ourselves
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
 
     total = config.epochs * steps_per_epoch
     bar = tqdm(
@@ -435,26 +448,33 @@ def _train(
                     idx = perm[lo:hi]
                     batch = train_data.gather(idx)
                     progress = epoch + step / steps_per_epoch
-                    p_arg = torch.tensor(progress) if progress_as_tensor else progress
-                    loss, terms = step_fn(batch, p_arg)
-                    if world > 1 and step % check_every == 0:
-                        # One small all-reduce makes every process take the same decision at the same step.
-                        bad, stop = _agree(loss, interrupt.flag, device)
-                        if bad:
+                    if fast_step is not None:  # loss and gradients at once, gradients in place
+                        loss, terms = fast_step(batch, progress)
+                        if step % check_every == 0 and not bool(torch.isfinite(loss)):
+                            raise _diverged(epoch, step, steps_per_epoch, float(loss), config, path)
+                        if config.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_([flat.param], config.grad_clip)
+                    else:
+                        p_arg = torch.tensor(progress) if progress_as_tensor else progress
+                        loss, terms = step_fn(batch, p_arg)
+                        if world > 1 and step % check_every == 0:
+                            # One small all-reduce makes every process take the same decision at the same step.
+                            bad, stop = _agree(loss, interrupt.flag, device)
+                            if bad:
+                                raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
+                            if stop:
+                                sums = None if acc is None else distributed.all_reduce_sum(_with_count(acc, count))
+                                if sums is None:
+                                    save(epoch, step, None, 0, mid_epoch=True)
+                                else:
+                                    save(epoch, step, sums[:-1].tolist(), int(sums[-1]), mid_epoch=True)
+                                raise KeyboardInterrupt
+                        elif step % check_every == 0 and not bool(torch.isfinite(loss)):
                             raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
-                        if stop:
-                            sums = None if acc is None else distributed.all_reduce_sum(_with_count(acc, count))
-                            if sums is None:
-                                save(epoch, step, None, 0, mid_epoch=True)
-                            else:
-                                save(epoch, step, sums[:-1].tolist(), int(sums[-1]), mid_epoch=True)
-                            raise KeyboardInterrupt
-                    elif step % check_every == 0 and not bool(torch.isfinite(loss)):
-                        raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if config.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
                     opt.step()
                     if term_names is None:
                         term_names = list(terms)
