@@ -166,7 +166,7 @@ def status(key):
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
 
 X = open_npy(sys.argv[1])
-kw = dict(latent_dim=2, hidden=(16,), epochs=1, batch_size=1024, patience=None, verbose=False)
+kw = dict(latent_dim=2, hidden=(16,), epochs=1, batch_size=1024, validation_fraction=0.0, patience=None, verbose=False)
 warm = VAE(**kw).fit(np.asarray(X[:4096]))  # torch's one-time allocations happen here, not below
 warm.transform(X[:4096]), warm.score(X[:4096])
 with open("/proc/self/clear_refs", "w") as f:
@@ -182,9 +182,9 @@ print(json.dumps({"base": base, "peak": status("VmHWM"), "n_codes": len(Z), "sco
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc/self/clear_refs")
 def test_fit_transform_score_on_a_memmap_keep_the_resident_set_well_under_the_data(tmp_path):
     """A cold 128 MiB file read whole by fit (twice: statistics, then an epoch), transform and
-    score: the peak resident set may grow by at most half of it (measured: about a quarter,
-    with a 16 MiB release budget for mapped pages). Reading batches through the map instead made
-    the whole file resident."""
+    score: the peak resident set may grow by at most a third of it (measured: 16 to 24 MiB, with
+    a 16 MiB release budget for mapped pages; the rest is index arrays and batch temporaries).
+    Reading the batches through the map instead made the whole file resident."""
     n, f = 1 << 19, 256
     path = tmp_path / "big.npy"
     with open(path, "wb") as fh:
@@ -201,7 +201,7 @@ def test_fit_transform_score_on_a_memmap_keep_the_resident_set_well_under_the_da
     r = json.loads(run.stdout.strip().splitlines()[-1])
     assert r["n_codes"] == n and np.isfinite(r["score"])
     data_bytes = n * f
-    assert r["peak"] - r["base"] < data_bytes / 2, (r, data_bytes)
+    assert r["peak"] - r["base"] < data_bytes / 3, (r, data_bytes)
 
 
 def test_batches_from_a_memmap_are_read_with_pread_in_batch_sized_pieces(tmp_path, rng, monkeypatch):
