@@ -7,17 +7,18 @@ A process killed at any moment leaves either the old file or the new one, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import torch
 
 from .errors import CheckpointError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "save_tensors", "load_tensors", "read_json"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "save_tensors", "load_tensors", "read_json"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -33,13 +34,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to stream into that appears at ``path`` only if the block succeeds.
+
+    The data goes to a temporary file beside ``path``; on success it is fsynced and renamed over
+    ``path``; on any exception (or Ctrl-C) the temporary file is removed and ``path`` is untouched.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+    >>> with atomic_open(p) as f:
+    ...     _ = f.write(b"abc")
+    >>> p.read_bytes()
+    b'abc'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,6 +66,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

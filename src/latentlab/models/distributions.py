@@ -118,8 +118,8 @@ class Bernoulli(Likelihood):
 
     def log_prob(self, x, out):
         # out: (..., B, *F) logits; x: (B, *F) broadcast over leading sample dims.
+        nd = out.dim() - (x.dim() - 1)  # batch dims of the result, counted before x is expanded
         x = x.expand_as(out) if x.shape != out.shape else x
-        nd = out.dim() - (x.dim() - 1)
         return -_flat(F.binary_cross_entropy_with_logits(out, x, reduction="none"), nd).sum(-1)
 
     def mean(self, out):
@@ -166,8 +166,8 @@ class ContinuousBernoulli(Likelihood):
         return torch.where(near, taylor, far)
 
     def log_prob(self, x, out):
+        nd = out.dim() - (x.dim() - 1)  # batch dims of the result, counted before x is expanded
         x = x.expand_as(out) if x.shape != out.shape else x
-        nd = out.dim() - (x.dim() - 1)
         lp = -F.binary_cross_entropy_with_logits(out, x, reduction="none") + self._log_norm(out)
         return _flat(lp, nd).sum(-1)
 

@@ -1,0 +1,230 @@
+"""Data from the user's own files: ``.npy`` (memory-mapped), ``.npz``, ``.csv``/``.tsv``, a folder
+of ``.npy`` shards, or a folder of PNG/JPEG images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, DataTypeError
+from ..training.data import ShardedArray
+from .core import Dataset
+
+__all__ = ["load_npy", "load_npz", "load_table", "load_shards", "load_images", "infer_kind", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_CHUNK = 65536
+
+
+def infer_kind(arr) -> str:
+    """"binary" when every value is 0 or 1, "image" for (n, H, W) / (n, C, H, W) arrays, else
+    "tabular". Reads ``arr`` in chunks, so a memory map stays on disk."""
+    n = arr.shape[0]
+    binary = True
+    for start in range(0, n, _CHUNK):
+        b = np.asarray(arr[start : start + _CHUNK])
+        if not np.isin(b, (0, 1)).all():
+            binary = False
+            break
+    if binary and n:
+        return "binary"
+    return "image" if len(arr.shape) >= 3 else "tabular"
+
+
+def _as_dataset(arr, name: str, *, target=None, feature_names=None) -> Dataset:
+    """A Dataset around ``arr`` (n, ...); integer images are scaled to [0, 1] (a copy)."""
+    if arr.ndim < 2:
+        raise DataError(
+            f"{name} holds an array of shape {arr.shape}; expected (n_samples, n_features) or images "
+            "(n, H, W) / (n, C, H, W). Reshape it and save it again."
+        )
+    if arr.dtype.kind not in "biuf":
+        raise DataTypeError(f"{name} holds values of dtype {arr.dtype}, which are not numbers; save a numeric array.")
+    if arr.ndim >= 3 and arr.dtype.kind in "iu":
+        top = 255.0 if arr.dtype.itemsize == 1 else float(np.iinfo(arr.dtype).max)
+        arr = np.asarray(arr, dtype=np.float32) / np.float32(top)
+    kind = infer_kind(arr)
+    n = arr.shape[0]
+    images = arr if arr.ndim >= 3 else None
+    if isinstance(arr, (np.memmap, ShardedArray)) or arr.ndim == 2:
+        data = arr if arr.ndim == 2 else arr.reshape(n, -1)
+    else:
+        data = arr.reshape(n, -1)
+    return Dataset(data=data, target=target, images=images, kind=kind, name=name, feature_names=feature_names)
+
+
+def load_npy(path: str | os.PathLike) -> Dataset:
+    """An ``.npy`` file, memory-mapped (``np.load(path, mmap_mode="r")``): the data stays on disk
+    and is read as it is used. Shape (n, n_features), or images (n, H, W) / (n, C, H, W)."""
+    path = Path(path)
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy file ({exc}); it is truncated or corrupt, or holds objects.") from None
+    return _as_dataset(arr, str(path))
+
+
+def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
+    """An ``.npz`` archive: the array ``key``, or its only array, or its train/valid/test arrays
+    as predefined splits (then ``data`` is "train")."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            if key is not None:
+                if key not in keys:
+                    raise DataError(f"{path} has no array {key!r}; its arrays are {keys}: pick one with {path}:KEY.")
+                return _as_dataset(np.ascontiguousarray(z[key]), f"{path}:{key}")
+            if len(keys) == 1:
+                return _as_dataset(np.ascontiguousarray(z[keys[0]]), str(path))
+            if "train" in keys:
+                ds = _as_dataset(np.ascontiguousarray(z["train"]), str(path))
+                for s in ("valid", "test"):
+                    if s in keys:
+                        ds.splits[s] = _as_dataset(np.ascontiguousarray(z[s]), f"{path}:{s}")
+                return ds
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path} is not a readable .npz file ({exc}); it is truncated or corrupt, or holds objects.") from None
+    raise DataError(f"{path} holds several arrays {keys}; pick one with {path}:KEY (e.g. {path}:{keys[0]}).")
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def load_table(path: str | os.PathLike, delimiter: str | None = None) -> Dataset:
+    """A ``.csv`` or ``.tsv`` table of numbers: one example a row. A first row with any
+    non-number is taken as the header. An empty cell is a missing value (an error at fit). Any
+    column holding text is named in the error.
+    """
+    path = Path(path)
+    if delimiter is None:
+        delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv or .tsv file.") from None
+    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{path} has no rows; it is empty.")
+    header = None
+    if not all(_is_number(c) or not c.strip() for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not rows:
+        raise DataError(f"{path} has a header but no data rows.")
+    width = len(header) if header is not None else len(rows[0])
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            line = i + (2 if header is not None else 1)
+            raise DataError(f"{path}: line {line} has {len(r)} fields but the table has {width}; fix that line.")
+    names = header if header is not None else [f"column {j}" for j in range(width)]
+    bad: dict[int, tuple[int, str]] = {}
+    values = np.empty((len(rows), width), dtype=np.float64)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(r):
+            c = c.strip()
+            if not c:
+                values[i, j] = math.nan
+                continue
+            try:
+                values[i, j] = float(c)
+            except ValueError:
+                bad.setdefault(j, (i, c))
+    if bad:
+        cols = ", ".join(f"{names[j]!r} (e.g. {v!r} on line {i + (2 if header is not None else 1)})" for j, (i, v) in bad.items())
+        raise DataTypeError(
+            f"{path} has non-numeric column(s) {cols}; drop them or encode them as numbers (e.g. one-hot) first."
+        )
+    return Dataset(data=values.astype(np.float32), kind="tabular", name=str(path), feature_names=header)
+
+
+def load_shards(folder: str | os.PathLike) -> Dataset:
+    """A folder of ``.npy`` shards (sorted by name), each memory-mapped, seen as one data set."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.npy"))
+    shards = []
+    for f in files:
+        try:
+            shards.append(np.load(f, mmap_mode="r", allow_pickle=False))
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"{f} is not a readable .npy file ({exc}); it is truncated or corrupt.") from None
+    arr = ShardedArray(shards)
+    if arr.ndim < 2:
+        raise DataError(f"the shards in {folder} are 1-D; each must hold examples of shape (n, n_features) or images.")
+    kind = infer_kind(arr)
+    if arr.ndim >= 3:
+        raise DataError(
+            f"the shards in {folder} hold images of shape {arr.shape[1:]}; save them flattened, as "
+            "(n, n_features), to train from shards."
+        )
+    return Dataset(data=arr, kind=kind, name=str(folder))
+
+
+def load_images(folder: str | os.PathLike) -> Dataset:
+    """A folder of PNG/JPEG images of one size, scaled to [0, 1]. Images in subfolders are
+    labelled by the subfolder's name (``target`` holds the index of the sorted names, and
+    ``info["classes"]`` the names). Grey images give (n, H, W); colour ones (n, 3, H, W).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{folder} holds no .png or .jpg images.")
+    classes = sorted({p.parent.relative_to(folder).as_posix() for p in files} - {"."})
+    arrays, sizes = [], {}
+    colour = False
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                mode = im.mode
+                colour = colour or mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (mode == "P" and "RGB" in im.palette.mode)
+                sizes.setdefault(im.size, f)
+                arrays.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise DataError(f"{f} is not a readable image ({exc}); remove it or replace it.") from None
+        if len(sizes) > 1:
+            (s1, f1), (s2, f2) = list(sizes.items())[:2]
+            raise DataError(
+                f"the images in {folder} have different sizes: {f1.name} is {s1[0]}x{s1[1]} but "
+                f"{f2.name} is {s2[0]}x{s2[1]}; resize them to one size first."
+            )
+    out = []
+    for im in arrays:
+        if not colour and im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey PNGs keep their depth
+            a = np.asarray(im, dtype=np.float32) / np.float32(65535.0)
+        else:
+            a = np.asarray(im.convert("RGB" if colour else "L"), dtype=np.float32) / np.float32(255.0)
+        out.append(a.transpose(2, 0, 1) if colour else a)
+    images = np.ascontiguousarray(np.stack(out))
+    target = None
+    if classes:
+        index = {c: i for i, c in enumerate(classes)}
+        rel = [p.parent.relative_to(folder).as_posix() for p in files]
+        if "." not in rel:
+            target = np.array([index[r] for r in rel], dtype=np.int64)
+    ds = Dataset(
+        data=images.reshape(len(images), -1),
+        target=target,
+        images=images,
+        kind="image",
+        name=str(folder),
+    )
+    ds.kind = infer_kind(images) if infer_kind(images) == "binary" else "image"
+    if target is not None:
+        ds.info["classes"] = classes
+    ds.info["files"] = [str(p.relative_to(folder)) for p in files]
+    return ds

@@ -1,0 +1,307 @@
+"""The HTML report: one self-contained ``index.html`` (figures embedded as base64 PNG, no
+scripts, nothing fetched), for one run or several side by side.
+
+Example
+-------
+>>> from latentlab import api
+>>> from latentlab.report import write_report
+>>> import tempfile
+>>> run = api.fit(api.RunConfig("pca", "digits", {"latent_dim": 2}))
+>>> write_report(tempfile.mkdtemp(), [run]).name
+'index.html'
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import plots
+from ._version import __version__
+from .io import atomic_write_text
+
+__all__ = ["write_report", "render_html", "run_figures", "METRIC_NOTES"]
+
+#: What each metric means, shown beside it in the table (keys of latentlab.evaluation's dicts).
+METRIC_NOTES: dict[str, str] = {
+    "reconstruction_mse": "squared reconstruction error per feature, in the data's units (VAE: decoded posterior means)",
+    "reconstruction_nll": "-log p(x | decoded code), nats, where the model has a likelihood",
+    "elbo": "evidence lower bound, nats (higher is better)",
+    "elbo_se": "its standard error over the examples",
+    "rec": "reconstruction term -E_q log p(x|z), nats",
+    "kl": "KL(q(z|x) || p(z)), nats",
+    "log_likelihood": "log p(x), nats: importance-sampled (VAE) or exact (PCA)",
+    "log_likelihood_se": "its standard error over the examples",
+    "log_likelihood_method": "how log p(x) was computed",
+    "bits_per_dim": "-log2 p(x) per feature",
+    "kl_per_dim": "KL per latent dimension, nats",
+    "active_units": "latent dimensions in use (Burda et al.'s covariance criterion)",
+    "max_principal_angle_deg": "largest principal angle to PCA's subspace, degrees (0: the same subspace)",
+    "fd_real": "Frechet distance, training examples vs the test set: the floor at this sample size",
+    "fd_reconstruction": "Frechet distance, test reconstructions vs the test set",
+    "fd_prior": "Frechet distance, decodes of z ~ prior vs the test set (lower: more realistic)",
+    "fd_standard_normal": "Frechet distance, decodes of z ~ N(0, I) vs the test set (lower: more realistic)",
+    "fd_fitted_gaussian": "Frechet distance, decodes of z ~ a Gaussian fitted to the training codes",
+    "confidence_real": "classifier's mean top probability on training examples",
+    "confidence_reconstruction": "classifier's mean top probability on test reconstructions",
+    "confidence_prior": "classifier's mean top probability on decodes of z ~ prior",
+    "confidence_standard_normal": "classifier's mean top probability on decodes of z ~ N(0, I)",
+    "confidence_fitted_gaussian": "classifier's mean top probability on decodes of the fitted Gaussian",
+    "continuity_max_step": "largest step along decoded interpolations, as a share of the path (lower: smoother)",
+    "continuity_max_step_p90": "its 90th percentile over pairs",
+    "continuity_path_ratio": "decoded path length / distance between its ends (1: straight)",
+    "continuity_midpoint_confidence": "classifier's mean top probability on decoded midpoints",
+    "completeness_mmd2": "MMD^2 between the codes and N(0, I) (0: codes distributed like the prior)",
+    "completeness_gauss_kl": "KL between a Gaussian fitted to the codes and N(0, I)",
+    "completeness_mmd2_fitted": "MMD^2 between the codes and the Gaussian fitted to them",
+    "feature_space": "the space the Frechet distances are measured in",
+    "k": "importance samples per example for log p(x)",
+    "fit_time_s": "training time, seconds",
+    "epochs": "epochs trained",
+    "n_train": "training examples",
+    "n_test": "test examples",
+}
+
+#: Bookkeeping keys of the evaluation dicts, kept in run.json but not shown.
+HIDDEN_METRICS = {
+    "model", "n_examples", "n_features", "latent_dim", "seconds", "active_unit_threshold",
+    "continuity_n_pairs", "continuity_n_steps", "completeness_bandwidth", "regularity_n_samples",
+}
+
+#: The metrics table's groups, in order: (heading, keys). Keys in no group go under "other".
+GROUPS: list[tuple[str, list[str]]] = [
+    ("Reconstruction", ["reconstruction_mse", "reconstruction_nll", "max_principal_angle_deg"]),
+    ("Density", ["elbo", "elbo_se", "rec", "kl", "log_likelihood", "log_likelihood_se", "log_likelihood_method", "k",
+                 "bits_per_dim", "active_units", "kl_per_dim"]),
+    ("Decoded random latent points (generation)", [
+        "fd_prior", "fd_standard_normal", "fd_fitted_gaussian", "confidence_prior", "confidence_standard_normal",
+        "confidence_fitted_gaussian", "fd_reconstruction", "confidence_reconstruction", "fd_real", "confidence_real",
+        "feature_space"]),
+    ("Continuity", ["continuity_max_step", "continuity_max_step_p90", "continuity_path_ratio", "continuity_midpoint_confidence"]),
+    ("Completeness", ["completeness_mmd2", "completeness_gauss_kl", "completeness_mmd2_fitted"]),
+    ("Training", ["epochs", "fit_time_s", "n_train", "n_test"]),
+]
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
+       color: #1d2330; background: #f6f7f9; }
+header { background: #1d2330; color: #fff; padding: 22px 32px; }
+header h1 { margin: 0 0 6px 0; font-size: 24px; font-weight: 600; }
+header p { margin: 0; color: #c5cad6; font-size: 14px; }
+main { max-width: 1400px; margin: 0 auto; padding: 8px 32px 40px; }
+section { margin-top: 28px; }
+h2 { font-size: 19px; margin: 0 0 4px 0; }
+p.note { margin: 0 0 12px 0; color: #4a5263; font-size: 14px; max-width: 1000px; }
+.grid { display: grid; gap: 14px; }
+.card { background: #fff; border: 1px solid #dde1e8; border-radius: 8px; padding: 10px 12px; }
+.card h3 { font-size: 14px; margin: 0 0 6px 0; color: #2b3550; }
+.card img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+.card p.missing { color: #8a93a6; font-size: 13px; margin: 6px 0; }
+table.metrics { border-collapse: collapse; background: #fff; font-size: 14px; width: 100%; }
+table.metrics th, table.metrics td { border: 1px solid #dde1e8; padding: 5px 10px; text-align: right; }
+table.metrics th { background: #eef0f4; }
+table.metrics td.name, table.metrics th.name { text-align: left; font-family: "DejaVu Sans Mono", monospace; }
+table.metrics tr.group th { background: #dfe3ea; text-align: left; font-size: 13px; }
+table.metrics td.what { text-align: left; color: #5a6275; font-size: 12px; width: 34%; }
+footer { color: #8a93a6; font-size: 12px; margin-top: 36px; }
+"""
+
+
+def _png(fig: Figure, dpi: int = 100) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3e}"
+        return f"{v:.4g}" if abs(v) < 100 else f"{v:.1f}"
+    if isinstance(v, (list, tuple)):
+        items = ", ".join(_fmt(x) for x in v[:8])
+        return f"[{items}{', …' if len(v) > 8 else ''}]"
+    return str(v)
+
+
+# Each figure: (key, section title, note, builder(run, X, y, image_shape) -> Figure or None)
+def _train_fig(run, X, y, shape):
+    if hasattr(run.model, "explained_variance_ratio_"):
+        return plots.explained_variance(run.model, X)
+    hist = getattr(run.model, "history_", None)
+    return plots.training_curves(hist) if hist else None
+
+
+def _rec_fig(run, X, y, shape):
+    return None if X is None else plots.reconstructions(run.model, X, shape, n=10, feature_names=_names(run))
+
+
+def _sample_fig(run, X, y, shape):
+    return plots.samples(run.model, shape, n=64, seed=0, X_ref=X)
+
+
+def _interp_fig(run, X, y, shape):
+    return None if X is None or len(X) < 2 else plots.interpolations(run.model, X, shape, feature_names=_names(run))
+
+
+def _trav_fig(run, X, y, shape):
+    if X is None and not hasattr(run.model, "sample"):
+        return None
+    return plots.latent_traversals(run.model, X, shape, feature_names=_names(run))
+
+
+def _scatter_fig(run, X, y, shape):
+    return plots.latent_scatter(run.model, X, y) if X is not None and int(run.model.latent_dim) == 2 else None
+
+
+def _manifold_fig(run, X, y, shape):
+    if shape is None or int(run.model.latent_dim) != 2 or (X is None and not hasattr(run.model, "sample")):
+        return None
+    return plots.manifold(run.model, shape, X=X)
+
+
+def _names(run):
+    ds = run.test or run.train
+    return ds.feature_names if ds is not None else None
+
+
+FIGURES: list[tuple[str, str, str, Callable]] = [
+    ("training", "Training curves", "Each loss term per epoch, training (solid) and validation (dashed), in nats "
+     "per example. For PCA, which has a closed form, the explained-variance spectrum instead.", _train_fig),
+    ("reconstructions", "Reconstructions", "Held-out examples (top row) above their reconstructions "
+     "(bottom row).", _rec_fig),
+    ("samples", "Decoded random latent points", "For the VAE, z drawn from its prior N(0, I); for an "
+     "autoencoder, which has no prior, also z ~ N(0, I), which is where it breaks down; for PCA, z from "
+     "probabilistic PCA's latent Gaussian.", _sample_fig),
+    ("interpolations", "Interpolations", "Each row decodes the straight line between the codes of two "
+     "held-out examples.", _interp_fig),
+    ("traversals", "Latent traversals", "Each row varies one latent dimension over the 5%–95% quantiles of "
+     "the prior (VAE) or of a Gaussian fitted to the codes (PCA, AE), the others held at the centre.", _trav_fig),
+    ("scatter", "Latent space", "Codes of held-out examples (posterior means for the VAE), coloured by "
+     "label.", _scatter_fig),
+    ("manifold", "Decoded manifold", "Decoded points over a grid of the prior's quantiles "
+     "(scipy.stats.norm.ppf), or of a Gaussian fitted to the codes for a model without a prior.", _manifold_fig),
+]
+
+
+def run_figures(run) -> dict[str, Figure | None]:
+    """The report's figures for one :class:`latentlab.api.Run` (key -> Figure, or None when a
+    figure does not apply: e.g. the manifold for a latent size other than 2)."""
+    ds = run.test if run.test is not None else run.train
+    X = y = shape = None
+    if ds is not None:
+        from .api import model_input
+
+        X = np.array(model_input(run.model, ds)[:2000])  # a copy: memory maps are read-only
+        y = None if ds.target is None else np.asarray(ds.target[:2000])
+        shape = ds.image_shape
+    elif run.info.get("data", {}).get("image_shape"):
+        shape = tuple(run.info["data"]["image_shape"])
+    if X is not None and X.ndim > 2:
+        X = X.reshape(len(X), -1)
+    return {key: build(run, X, y, shape) for key, _, _, build in FIGURES}
+
+
+def _metric_groups(runs) -> list[tuple[str, list[str]]]:
+    """(heading, keys present) for the metrics table, in the order of :data:`GROUPS`."""
+    keys: list[str] = []
+    for r in runs:
+        for k in r.metrics:
+            if k not in keys and k not in HIDDEN_METRICS:
+                keys.append(k)
+    out, placed = [], set()
+    for heading, group in GROUPS:
+        present = [k for k in group if k in keys]
+        placed.update(present)
+        if present:
+            out.append((heading, present))
+    rest = [k for k in keys if k not in placed]
+    if rest:
+        out.append(("Other", rest))
+    return out
+
+
+def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, title: str, subtitle: str = "") -> str:
+    """The report page for ``runs`` with their ``figures`` (as from :func:`run_figures`)."""
+    esc = html.escape
+    n = len(runs)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<link rel="icon" href="data:,">',
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><main>",
+    ]
+    groups = _metric_groups(runs)
+    if groups:
+        parts.append('<section id="metrics"><h2>Metrics</h2><p class="note">Measured on the held-out test split '
+                     "(nats per example; log-likelihoods and the ELBO are higher-is-better). "
+                     "Computed by latentlab.evaluation.</p>")
+        parts.append('<table class="metrics"><tr><th class="name">metric</th>')
+        parts += [f"<th>{esc(r.name)}</th>" for r in runs]
+        parts.append("<th class=\"name\">meaning</th></tr>")
+        for heading, keys in groups:
+            parts.append(f'<tr class="group"><th colspan="{n + 2}">{esc(heading)}</th></tr>')
+            for k in keys:
+                parts.append(f'<tr><td class="name">{esc(k)}</td>')
+                parts += [f"<td>{esc(_fmt(r.metrics.get(k)))}</td>" for r in runs]
+                parts.append(f'<td class="what">{esc(METRIC_NOTES.get(k, _auto_note(k)))}</td></tr>')
+        parts.append("</table></section>")
+    for key, heading, note, _ in FIGURES:
+        if all(f.get(key) is None for f in figures):
+            continue
+        cols = min(n, 2) if key == "training" else n
+        parts.append(f'<section id="{key}"><h2>{esc(heading)}</h2><p class="note">{esc(note)}</p>')
+        parts.append(f'<div class="grid" style="grid-template-columns: repeat({cols}, minmax(0, 1fr));">')
+        for r, f in zip(runs, figures):
+            fig = f.get(key)
+            parts.append(f'<div class="card"><h3>{esc(r.name)}</h3>')
+            if fig is None:
+                parts.append('<p class="missing">does not apply to this model</p>')
+            else:
+                parts.append(f'<img alt="{esc(heading)}: {esc(r.name)}" src="data:image/png;base64,{_png(fig)}">')
+            parts.append("</div>")
+        parts.append("</div></section>")
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    parts.append(f"<footer>latentlab {esc(__version__)} · written {stamp}</footer></main></body></html>")
+    return "\n".join(parts)
+
+
+def _auto_note(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def write_report(out_dir, runs: Sequence, *, title: str = "latentlab report", comparison: bool = False) -> Path:
+    """Write ``out_dir/index.html`` for one run or several side by side; return its path."""
+    out_dir = Path(out_dir)
+    figures = [run_figures(r) for r in runs]
+    r0 = runs[0]
+    data = r0.config.data if r0.config else "?"
+    sizes = []
+    for s in ("train", "valid", "test"):
+        part = getattr(r0, s, None)
+        if part is not None:
+            sizes.append(f"{len(part)} {s}")
+    latent = sorted({int(r.model.latent_dim) for r in runs})
+    subtitle = f"data: {data}" + (f" ({', '.join(sizes)})" if sizes else "") + f" · latent size {', '.join(map(str, latent))}"
+    page = render_html(runs, figures, title=title, subtitle=subtitle)
+    path = out_dir / "index.html"
+    atomic_write_text(path, page)
+    return path
