@@ -273,3 +273,29 @@ def test_lost_peer_errors_are_translated_only_in_a_job(monkeypatch):
         with distributed.peer_errors():
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     assert not isinstance(info.value, DistributedError)  # a bug of the program is not a lost peer
+
+
+# --------------------------------------------------------------------------- the command line
+def test_torchrun_latentlab_fit_prints_and_writes_once_and_resumes_in_one_process(tmp_path, binary_npy):
+    run = tmp_path / "run"
+    args = ["fit", "ae", "--data", str(binary_npy), "--latent-dim", "2", "--hidden", "16", "--epochs", "2",
+            "--batch-size", str(B), "--eval-k", "5", "--out", str(run), "--json"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "latentlab", *args]
+    r = subprocess.run(cmd, env=_clean_env(), capture_output=True, text=True, timeout=LAUNCH_LIMIT_S)
+    _ok(r)
+    out = json.loads(r.stdout)  # one JSON object: rank 1 printed nothing
+    assert out["run_dir"] == str(run) and out["metrics"]["epochs"] == 2 and "n_test" in out["metrics"]
+    assert "error" not in r.stderr and "(rank 1)" not in r.stderr  # and no error from either rank
+    _, meta = read_checkpoint(run / CHECKPOINT_NAME)
+    assert (meta["world"], meta["epoch"]) == (2, 2)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "fitted" and info["metrics"]["epochs"] == 2
+
+    # The two-process run continues in one process (global batch kept: --batch-size came from run.json,
+    # so one process now takes B per step where two took 2B: allowed, the checkpoint is at an epoch end).
+    r = subprocess.run([sys.executable, "-m", "latentlab", "fit", "--resume", str(run), "--epochs", "3", "--json"],
+                       env=_clean_env(), capture_output=True, text=True, timeout=LAUNCH_LIMIT_S)
+    _ok(r)
+    assert json.loads(r.stdout)["metrics"]["epochs"] == 3
+    _, meta = read_checkpoint(run / CHECKPOINT_NAME)
+    assert (meta["world"], meta["epoch"]) == (1, 3) and [h["epoch"] for h in meta["history"]] == [1, 2, 3]

@@ -132,8 +132,16 @@ def info() -> DistInfo:
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (and without torchrun): the process that writes files and prints."""
-    return info().rank == 0
+    """True on rank 0 (and without torchrun): the process that writes files and prints.
+
+    Before the process group is started, the rank torchrun gave in the environment decides.
+    """
+    d = info()
+    if d.active:
+        return d.rank == 0
+    if _env_world() > 1:
+        return int(os.environ.get("RANK", "0")) == 0
+    return True
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
