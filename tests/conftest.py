@@ -25,6 +25,11 @@ def mnist_path() -> Path | None:
 
 
 def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        no_gpu = pytest.mark.skip(reason="needs a CUDA GPU, and this PyTorch sees none")
+        for item in items:
+            if item.get_closest_marker("cuda") is not None:
+                item.add_marker(no_gpu)
     if os.environ.get("LATENTLAB_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow test: set LATENTLAB_SLOW=1 to run it")

@@ -14,10 +14,15 @@ from .errors import ConfigError, DataError, DataTypeError
 def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1) -> np.ndarray:
     """Turn array-like data into a C-contiguous NumPy array of ``dtype`` and check it.
 
-    Accepts NumPy arrays, torch tensors, nested lists, and ``np.memmap`` (kept as it is when its
-    dtype already fits, so data larger than memory is not copied). Raises :class:`DataError` for
+    Accepts NumPy arrays, torch tensors, nested lists, and data on disk: a C-ordered ``np.memmap``
+    (``np.load(path, mmap_mode="r")``) or a :class:`~latentlab.training.ShardedArray` is returned
+    as it is, whatever its numeric dtype (e.g. uint8), so data larger than memory is never loaded
+    whole: the estimators read and convert it batch by batch. Raises :class:`DataError` for
     non-numeric, empty, too-small or non-finite data.
     """
+    from .training.data import ShardedArray
+
+
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse, without importing it
@@ -25,7 +30,7 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
             f"{name} is a sparse matrix, and sparse input is not supported; convert it with "
             f"{name}.toarray() (the networks and PCA here work on dense arrays)."
         )
-    if isinstance(X, np.memmap):
+    if isinstance(X, (np.memmap, ShardedArray)):
         arr = X
     else:
         try:
@@ -66,19 +71,52 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
             f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; "
             "check that the columns were read."
         )
-    if not isinstance(arr, np.memmap) or arr.dtype != dtype:
+    on_disk = isinstance(arr, ShardedArray) or (isinstance(arr, np.memmap) and arr.flags.c_contiguous)
+    if not on_disk:
         arr = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(arr, name=name)
     return arr
 
 
-def check_finite(arr: np.ndarray, *, name: str = "X", chunk: int = 65536) -> None:
+def chunk_rows(arr, target_bytes: int = 1 << 23) -> int:
+    """Rows per chunk so that one chunk of ``arr`` in float64 takes about ``target_bytes`` (8 MiB).
+
+    Whole-data passes (scaling statistics, finiteness, PCA's covariance) walk arrays in such
+    chunks, so that a memory-mapped array larger than memory is never resident at once.
+    """
+    row = 8 * max(1, int(np.prod(arr.shape[1:])))
+    return max(1, target_bytes // row)
+
+
+def iter_chunks(A, chunk: int | None = None, dtype=None):
+    """Yield ``(start, block)`` over the rows of A, ``block = A[start : start + chunk]`` as an array.
+
+    ``chunk`` defaults to :func:`chunk_rows`. When A is memory-mapped (np.memmap or ShardedArray),
+    its pages are released as the walk goes (see :mod:`latentlab._mmap`), so one pass over data
+    larger than memory keeps a bounded resident set.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> [(s, b.shape) for s, b in iter_chunks(np.zeros((5, 2)), chunk=2)]
+    [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
+    """
+    from ._mmap import Releaser
+
+    chunk = chunk or chunk_rows(A)
+    release = Releaser([A])
+    for start in range(0, A.shape[0], chunk):
+        yield start, np.asarray(A[start : start + chunk], dtype=dtype)
+        release()
+
+
+def check_finite(arr: np.ndarray, *, name: str = "X", chunk: int | None = None) -> None:
     """Raise :class:`DataError` with the count and first row of NaN or infinite values."""
     if not np.issubdtype(arr.dtype, np.floating):
         return
     bad_total, first = 0, None
-    for start in range(0, arr.shape[0], chunk):
-        block = np.asarray(arr[start : start + chunk]).reshape(min(chunk, arr.shape[0] - start), -1)
+    for start, block in iter_chunks(arr, chunk):
+        block = block.reshape(block.shape[0], -1)
         bad = ~np.isfinite(block)
         n = int(bad.sum())
         if n and first is None:

@@ -262,10 +262,16 @@ def fit(
     command : the command line, recorded in run.json.
     dataset : ``config.data`` already loaded (to load it once for several fits).
 
+    Under torchrun (``torchrun --nproc-per-node N -m latentlab fit ...``) every process trains its
+    share of each batch (see :func:`latentlab.training.train`); only rank 0 measures the model and
+    writes the run directory, the other processes return the fitted model without metrics.
+
     Returns
     -------
     Run, with ``metrics`` measured on the test split (when there is one).
     """
+    from .training.distributed import is_main_process
+
     ds = dataset if dataset is not None else datasets.load(config.data)
     parts = split_data(ds, config.test_fraction, config.split_seed)
     out = Path(out) if out is not None else None
@@ -290,6 +296,8 @@ def fit(
     run.metrics = {"fit_time_s": fit_time, "n_train": len(parts["train"])}
     if getattr(est, "n_epochs_", None) is not None:
         run.metrics["epochs"] = int(est.n_epochs_)
+    if not is_main_process():  # the same model on every rank: one measures and writes
+        return run
     if parts["test"] is not None:
         run.metrics["n_test"] = len(parts["test"])
         run.metrics.update(measure(est, parts["test"], k=config.eval_k))
@@ -319,6 +327,10 @@ def save_run(run: Run, *, command: Sequence[str] | None = None) -> Path:
 
 
 def _write_run_json(run: Run, command, status: str) -> None:
+    from .training.distributed import is_main_process
+
+    if not is_main_process():
+        return
     info = {
         "format": "latentlab-run",
         "format_version": RUN_FORMAT,

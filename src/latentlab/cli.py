@@ -11,8 +11,10 @@ model in :data:`latentlab.api.MODELS` gets its command-line options without code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
+import os
 import re
 import sys
 import traceback
@@ -608,7 +610,22 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``latentlab`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    """Run the ``latentlab`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    Under torchrun (``torchrun --nproc-per-node N -m latentlab fit ...``) only rank 0 prints
+    results and writes files; the other ranks print only errors of their own (a lost peer, an
+    internal error), tagged with the rank.
+    """
+    from .training.distributed import is_main_process
+
+    if is_main_process():
+        return _main(argv)
+    rank = os.environ.get("RANK", "?")
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return _main(argv, tag=f" (rank {rank})")
+
+
+def _main(argv: Sequence[str] | None = None, tag: str = "") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
@@ -624,23 +641,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return int(args.handler(args, ["latentlab", *argv]) or 0)
     except KeyboardInterrupt:
+        if tag:  # rank 0 says it
+            return 130
         print("latentlab: interrupted (a checkpoint was written if training; continue with 'latentlab fit --resume RUN_DIR').", file=sys.stderr)
         return 130
     except UsageError as exc:
         if debug:
             traceback.print_exc()
-        print(_one_line(exc), file=sys.stderr)
+        if not tag:  # every rank sees the same bad usage: rank 0 says it
+            print(_one_line(exc), file=sys.stderr)
         return 2
     except Exception as exc:
-        from .errors import DivergenceError, LatentlabError
+        from .errors import DistributedError, DivergenceError, LatentlabError
 
         if debug:
             traceback.print_exc()
         if isinstance(exc, LatentlabError):
-            print(f"latentlab: error: {_one_line(exc)}", file=sys.stderr)
-            return 1 if isinstance(exc, DivergenceError) else 2
+            if not tag or isinstance(exc, DistributedError):  # the others are the same on every rank
+                print(f"latentlab{tag}: error: {_one_line(exc)}", file=sys.stderr)
+            return 1 if isinstance(exc, (DivergenceError, DistributedError)) else 2
         if isinstance(exc, OSError):
-            print(f"latentlab: error: {_one_line(exc)}", file=sys.stderr)
+            print(f"latentlab{tag}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
-        print(f"latentlab: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"latentlab{tag}: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointError",
     "DivergenceError",
     "NotFittedError",
+    "DistributedError",
 ]
 
 from sklearn.exceptions import NotFittedError as _SkNotFitted
@@ -45,3 +46,7 @@ class DivergenceError(LatentlabError, FloatingPointError):
 
 class NotFittedError(LatentlabError, _SkNotFitted):
     """The estimator is used before ``fit``."""
+
+
+class DistributedError(LatentlabError, RuntimeError):
+    """A process of a torchrun job lost contact with the others (one died or stalled)."""

@@ -11,6 +11,7 @@ from .download import cache_dir, download
 from .files import load_images, load_npy, load_npz, load_shards, load_table
 from .mnist import RESOURCES, load_binarized_mnist, load_mnist, read_amat, read_idx
 from .sources import NAMED_SOURCES, load
+from ..training.data import ShardedArray, open_npy
 
 __all__ = [
     "Dataset",
@@ -19,6 +20,8 @@ __all__ = [
     "load_binarized_mnist",
     "load_mnist",
     "load_npy",
+    "open_npy",
+    "ShardedArray",
     "load_npz",
     "load_table",
     "load_shards",

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import iter_chunks
 from ..errors import DataError, DataTypeError
-from ..training.data import ShardedArray
+from ..training.data import ShardedArray, open_npy
 from .core import Dataset
 
 __all__ = ["load_npy", "load_npz", "load_table", "load_shards", "load_images", "infer_kind", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_CHUNK = 65536
 
 
 def infer_kind(arr) -> str:
@@ -27,8 +27,7 @@ def infer_kind(arr) -> str:
     "tabular". Reads ``arr`` in chunks, so a memory map stays on disk."""
     n = arr.shape[0]
     binary = True
-    for start in range(0, n, _CHUNK):
-        b = np.asarray(arr[start : start + _CHUNK])
+    for _, b in iter_chunks(arr):  # a memory map's pages are released as the pass goes
         if not np.isin(b, (0, 1)).all():
             binary = False
             break
@@ -63,11 +62,7 @@ def load_npy(path: str | os.PathLike) -> Dataset:
     """An ``.npy`` file, memory-mapped (``np.load(path, mmap_mode="r")``): the data stays on disk
     and is read as it is used. Shape (n, n_features), or images (n, H, W) / (n, C, H, W)."""
     path = Path(path)
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({exc}); it is truncated or corrupt, or holds objects.") from None
-    return _as_dataset(arr, str(path))
+    return _as_dataset(open_npy(path), str(path))
 
 
 def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
@@ -151,18 +146,9 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None) -> Dataset
 
 
 def load_shards(folder: str | os.PathLike) -> Dataset:
-    """A folder of ``.npy`` shards (sorted by name), each memory-mapped, seen as one data set."""
+    """A folder of ``.npy`` shards (in natural name order), each memory-mapped, seen as one data set."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.npy"))
-    shards = []
-    for f in files:
-        try:
-            shards.append(np.load(f, mmap_mode="r", allow_pickle=False))
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"{f} is not a readable .npy file ({exc}); it is truncated or corrupt.") from None
-    arr = ShardedArray(shards)
-    if arr.ndim < 2:
-        raise DataError(f"the shards in {folder} are 1-D; each must hold examples of shape (n, n_features) or images.")
+    arr = open_npy(folder)  # np.memmap for one shard, ShardedArray for several
     kind = infer_kind(arr)
     if arr.ndim >= 3:
         raise DataError(

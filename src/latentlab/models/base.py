@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from .._validation import as_array, check_choice
+from .._validation import as_array, check_choice, iter_chunks
 from .._version import __version__
 from ..errors import CheckpointError, DataError, NotFittedError
 from ..io import atomic_write_text, load_tensors, read_json, save_tensors
@@ -91,15 +91,15 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _dtype_for(self, X):
         return np.float32
 
-    def _fit_scaler(self, A: np.ndarray, chunk: int = 65536) -> None:
+    def _fit_scaler(self, A: np.ndarray, chunk: int | None = None) -> None:
         """Per-feature offset and factor, computed in chunks (A may be memory-mapped)."""
         self.scale_offset_ = self.scale_factor_ = None
         if self.scale is None:
             return
         n = A.shape[0]
         s1 = s2 = lo = hi = None
-        for start in range(0, n, chunk):
-            b = np.asarray(A[start : start + chunk], dtype=np.float64).reshape(min(chunk, n - start), -1)
+        for _, b in iter_chunks(A, chunk, dtype=np.float64):
+            b = b.reshape(b.shape[0], -1)
             if s1 is None:
                 s1, s2, lo, hi = b.sum(0), (b * b).sum(0), b.min(0), b.max(0)
             else:

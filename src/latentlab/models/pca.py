@@ -6,7 +6,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .._validation import check_int
+from .._validation import check_int, iter_chunks
 from ..errors import ConfigError, DataError
 from .base import LatentModel, register
 
@@ -21,6 +21,12 @@ def _covariance(Xc: np.ndarray) -> np.ndarray:
     # Xc is C-contiguous (n, F), i.e. Fortran (F, n) for BLAS: syrk(a=Xc.T, trans=0) = Xc^T Xc.
     upper = syrk(1.0, Xc.T, trans=0, lower=0)
     return np.triu(upper) + np.triu(upper, 1).T
+
+
+def _on_disk(A) -> bool:
+    from ..training.data import ShardedArray
+
+    return isinstance(A, (np.memmap, ShardedArray))
 
 
 @register
@@ -81,20 +87,34 @@ class PCA(LatentModel):
     def fit(self, X, y=None):
         """Fit on X of shape (n_samples, n_features) or images (n, H, W) / (n, C, H, W)."""
         k = check_int(self.latent_dim, "latent_dim")
-        A = self._apply_scaler(self._check_X(X, reset=True, min_samples=2))
-        n = A.shape[0]
-        Xf = A.reshape(n, -1)
-        F = Xf.shape[1]
+        A = self._check_X(X, reset=True, min_samples=2)
+        dtype = np.dtype(self._dtype_for(X))
+        n, F = A.shape[0], self.n_features_in_
         if k > min(n, F):
             raise ConfigError(
                 f"latent_dim={k} is larger than the data allows: X has {n} sample(s) and {F} "
                 f"feature(s), so min(n_samples, n_features) = {min(n, F)}; choose latent_dim <= {min(n, F)}."
             )
-        self.mean_ = Xf.mean(axis=0)
-        Xc = Xf - self.mean_
-        total_var = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64)) / (n - 1)
-        if n >= F:
-            C = _covariance(Xc) / (n - 1)
+        if _on_disk(A) and n >= F:
+            # Memory-mapped data: two passes in chunks (mean, then the centred scatter in float64),
+            # so that nothing larger than one chunk and the (F, F) covariance is in memory.
+            s1 = np.zeros(F)
+            for _, b in iter_chunks(A, dtype=np.float64):
+                s1 += self._apply_scaler(b).reshape(len(b), -1).sum(0)
+            mean = s1 / n
+            C = np.zeros((F, F))
+            for _, b in iter_chunks(A, dtype=np.float64):
+                C += _covariance(self._apply_scaler(b).reshape(len(b), -1) - mean)
+            C /= n - 1
+            self.mean_ = mean.astype(dtype)
+            total_var = float(np.trace(C))
+        else:
+            Xf = self._apply_scaler(np.asarray(A, dtype=dtype)).reshape(n, -1)
+            self.mean_ = Xf.mean(axis=0)
+            Xc = Xf - self.mean_
+            total_var = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64)) / (n - 1)
+            C = _covariance(Xc) / (n - 1) if n >= F else None
+        if C is not None:
             evals, evecs = scipy.linalg.eigh(C, subset_by_index=[F - k, F - 1], check_finite=False)
             order = np.argsort(evals)[::-1]
             evals = np.clip(evals[order], 0.0, None)
@@ -106,20 +126,30 @@ class PCA(LatentModel):
         # Deterministic signs: the largest-magnitude entry of each axis is positive.
         signs = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
         signs[signs == 0] = 1.0
-        self.components_ = (comps * signs[:, None]).astype(Xf.dtype)
-        self.explained_variance_ = evals.astype(Xf.dtype)
-        self.explained_variance_ratio_ = (evals / total_var if total_var > 0 else np.zeros_like(evals)).astype(Xf.dtype)
-        self.singular_values_ = np.sqrt(evals * (n - 1)).astype(Xf.dtype)
+        self.components_ = (comps * signs[:, None]).astype(dtype)
+        self.explained_variance_ = evals.astype(dtype)
+        self.explained_variance_ratio_ = (evals / total_var if total_var > 0 else np.zeros_like(evals)).astype(dtype)
+        self.singular_values_ = np.sqrt(evals * (n - 1)).astype(dtype)
         rest = max(total_var - float(evals.sum()), 0.0)
         self.noise_variance_ = rest / (F - k) if F > k else 0.0
         self.n_samples_ = n
         return self
 
+    def _centred_chunks(self, X, dtype):
+        """Scaled, flattened, centred X: one block in memory, or chunks of memory-mapped data."""
+        A = self._check_X(X, reset=False)
+        if _on_disk(A):
+            blocks = (b for _, b in iter_chunks(A, dtype=dtype))
+        else:
+            blocks = iter([np.asarray(A, dtype=dtype)])
+        for b in blocks:
+            yield (self._apply_scaler(b).reshape(len(b), -1) - self.mean_).astype(dtype, copy=False)
+
     def transform(self, X):
         """Codes of shape (n, latent_dim)."""
         self._check_is_fitted()
-        A = self._apply_scaler(self._check_X(X, reset=False))
-        Z = (A.reshape(A.shape[0], -1) - self.mean_) @ self.components_.T
+        dtype = np.result_type(self.components_.dtype, self._dtype_for(X))
+        Z = np.concatenate([Xc @ self.components_.T for Xc in self._centred_chunks(X, dtype)])
         if self.whiten:
             Z = Z / np.sqrt(np.maximum(self.explained_variance_, np.finfo(Z.dtype).tiny))
         return Z
@@ -146,9 +176,7 @@ class PCA(LatentModel):
         discarded variance is zero, as the model is then degenerate.
         """
         self._check_is_fitted()
-        A = self._apply_scaler(self._check_X(X, reset=False))
-        Xc = (A.reshape(A.shape[0], -1) - self.mean_).astype(np.float64)
-        F = Xc.shape[1]
+        F = self.n_features_in_
         s2 = float(self.noise_variance_)
         if s2 <= 0:
             raise DataError(
@@ -157,11 +185,14 @@ class PCA(LatentModel):
             )
         lam = np.maximum(self.explained_variance_.astype(np.float64), s2)
         W = self.components_.astype(np.float64)
-        proj = Xc @ W.T  # (n, k)
-        # x^T C^-1 x = |x|^2 / s2 - sum_j proj_j^2 (1/s2 - 1/lam_j); log|C| = sum log lam + (F-k) log s2
-        maha = (Xc * Xc).sum(1) / s2 - (proj**2 * (1.0 / s2 - 1.0 / lam)).sum(1)
         logdet = np.log(lam).sum() + (F - W.shape[0]) * np.log(s2)
-        return -0.5 * (maha + logdet + F * _LOG_2PI)
+        out = []
+        for Xc in self._centred_chunks(X, np.float64):
+            proj = Xc @ W.T  # (n, k)
+            # x^T C^-1 x = |x|^2 / s2 - sum_j proj_j^2 (1/s2 - 1/lam_j); log|C| = sum log lam + (F-k) log s2
+            maha = (Xc * Xc).sum(1) / s2 - (proj**2 * (1.0 / s2 - 1.0 / lam)).sum(1)
+            out.append(-0.5 * (maha + logdet + F * _LOG_2PI))
+        return np.concatenate(out)
 
     def score(self, X, y=None) -> float:
         """Mean probabilistic-PCA log-likelihood, nats per example (higher is better)."""

@@ -2,18 +2,25 @@
 
 No DataLoader: for arrays that are already tensors, a batch is one ``index_select`` (plus a copy
 to the device), which is what makes the training loop fast on small models. Memory-mapped NumPy
-arrays (``np.load(path, mmap_mode="r")``, or a list of shards) are read batch by batch, so data
-larger than memory trains with a bounded resident set.
+arrays (``np.load(path, mmap_mode="r")``, :func:`open_npy`, or a folder of shards) are read batch
+by batch, in their stored dtype (uint8 stays uint8 on disk), and converted on the device, so data
+larger than memory trains with a bounded resident set (see :mod:`latentlab._mmap`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["ArrayData", "ShardedArray", "epoch_permutation"]
+from .._mmap import Releaser, RowReader
+from ..errors import DataError
+
+__all__ = ["ArrayData", "ShardedArray", "open_npy", "placement", "epoch_permutation"]
 
 
 class ShardedArray:
@@ -21,15 +28,18 @@ class ShardedArray:
 
     def __init__(self, shards: Sequence[np.ndarray]):
         if not shards:
-            raise ValueError("ShardedArray needs at least one shard")
+            raise DataError("ShardedArray needs at least one shard; pass a list of arrays.")
         tail = shards[0].shape[1:]
         for s in shards:
             if s.shape[1:] != tail:
-                from ..errors import DataError
-
                 raise DataError(
                     f"shards have different example shapes {tail} and {s.shape[1:]}; every shard "
                     "must hold examples of one shape."
+                )
+            if s.dtype != shards[0].dtype:
+                raise DataError(
+                    f"shards have different dtypes {shards[0].dtype} and {s.dtype}; save every "
+                    "shard with one dtype."
                 )
         self.shards = list(shards)
         self.offsets = np.cumsum([0] + [s.shape[0] for s in shards])
@@ -59,12 +69,109 @@ class ShardedArray:
         a = self.take(np.arange(self.shape[0]))
         return a.astype(dtype) if dtype is not None else a
 
+    def reshape(self, n: int, *shape: int) -> "ShardedArray":
+        """The same rows with examples of another shape (no data is read)."""
+        if n != self.shape[0]:
+            raise ValueError(f"cannot change the number of rows of a ShardedArray ({self.shape[0]} -> {n})")
+        return ShardedArray([s.reshape(s.shape[0], *shape) for s in self.shards])
+
+
+def _natural_key(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def open_npy(path: str | os.PathLike) -> np.ndarray | ShardedArray:
+    """Open a ``.npy`` file memory-mapped, or a folder of ``.npy`` shards as one dataset.
+
+    Nothing is read but the headers: batches are gathered from the map later. Shards are
+    concatenated along axis 0 in natural name order (``part2`` before ``part10``) and must share
+    the example shape and dtype. A Fortran-ordered file is mapped too, but row access to it is
+    slow; re-save it with ``np.save(path, np.ascontiguousarray(a))``.
+
+    Parameters
+    ----------
+    path : a ``.npy`` file or a directory holding ``*.npy`` files
+
+    Returns
+    -------
+    np.memmap of shape (n, *example_shape), or ShardedArray for a folder.
+
+    Example
+    -------
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> for k in range(3):
+    ...     np.save(os.path.join(d, f"part{k}.npy"), np.full((4, 2), k, np.uint8))
+    >>> X = open_npy(d)
+    >>> X.shape, X.dtype, X[[0, 11]].tolist()
+    ((12, 2), dtype('uint8'), [[0, 0], [2, 2]])
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("*.npy"), key=_natural_key)
+        if not files:
+            raise DataError(f"{p} is a folder without .npy files; put the shards there as .npy files.")
+        arrays = [open_npy(f) for f in files]
+        return arrays[0] if len(arrays) == 1 else ShardedArray(arrays)
+    if not p.is_file():
+        raise DataError(f"{p} does not exist; give a .npy file or a folder of .npy shards.")
+    try:
+        a = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(
+            f"{p} is not a readable .npy file ({exc}); write it with np.save, or check that it is "
+            "complete."
+        ) from None
+    if not isinstance(a, np.ndarray) or a.dtype == object:
+        raise DataError(f"{p} does not hold a numeric array; write one with np.save.")
+    if a.ndim < 2:
+        raise DataError(
+            f"{p} holds an array of shape {a.shape}; expected (n_samples, n_features) or images "
+            "(n, H, W) / (n, C, H, W)."
+        )
+    return a
+
+
+def placement(nbytes: int, device: torch.device) -> str:
+    """Where an in-memory array of ``nbytes`` lives for training on ``device``.
+
+    Returns
+    -------
+    "device" : copied to the GPU once, when it takes less than a quarter of the GPU's free memory
+        (the rest is left to the model, its activations and the optimiser);
+    "pinned" : in page-locked host memory, each batch copied to the GPU asynchronously;
+    "host" : ordinary host memory (training on the CPU).
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return "device" if nbytes < free // 4 else "pinned"
+    if device.type == "mps":
+        # Apple GPUs share memory with the CPU: a copy on the device is one less per batch.
+        limit = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+        return "device" if nbytes < limit // 4 else "host"
+    return "host"
+
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The example order of one epoch: a function of (seed, epoch) alone, so resuming reproduces it."""
     g = torch.Generator()
     g.manual_seed((seed * 1_000_003 + epoch * 7_919 + 12_345) % (2**63))
     return torch.randperm(n, generator=g)
+
+
+def _read_rows(a, idx: np.ndarray, reader: RowReader | None) -> np.ndarray:
+    """a[idx] for a memory-mapped array, read in file order and returned in the order asked."""
+    order = np.argsort(idx, kind="stable")
+    rows = idx[order]
+    if reader is not None:
+        b = reader.read(rows)
+    elif len(rows) and np.all(np.diff(rows) == 1):  # a contiguous range: one slice
+        b = np.asarray(a[rows[0] : rows[-1] + 1])
+    else:
+        b = a.take(rows) if isinstance(a, ShardedArray) else np.take(a, rows, axis=0)
+    out = np.empty((len(idx), *a.shape[1:]), dtype=a.dtype)
+    out[order] = b  # the same batch, row for row, as from memory: training does not depend on storage
+    return out
 
 
 def _is_mapped(a) -> bool:
@@ -113,25 +220,33 @@ class ArrayData:
         self.scale = None if scale is None else torch.as_tensor(np.asarray(scale), dtype=dtype, device=self.device)
         self.arrays = []
         self.mapped = []
+        self.placements = []
         for a in arrays:
             if len(a) != len(arrays[0]):
                 raise ValueError("all arrays must have the same number of examples")
             if _is_mapped(a):
                 self.arrays.append(a)
                 self.mapped.append(True)
+                self.placements.append("mapped")
                 continue
             t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
             t = t.contiguous()
             if t.is_floating_point() and t.dtype != dtype:
                 t = t.to(dtype)
-            if self.device.type == "cuda":
-                free, _ = torch.cuda.mem_get_info(self.device)
-                if t.numel() * t.element_size() < free // 4:
-                    t = t.to(self.device)
-                else:
-                    t = t.pin_memory()
+            where = placement(t.numel() * t.element_size(), self.device)
+            if where == "device":
+                t = t.to(self.device)
+            elif where == "pinned":
+                t = t.pin_memory()
             self.arrays.append(t)
             self.mapped.append(False)
+            self.placements.append(where)
+        # Batches of mapped arrays are read with pread (see latentlab._mmap.RowReader), which
+        # keeps them out of the resident set; where that is impossible, through the map, whose
+        # pages are then released as reading goes.
+        self._readers = [RowReader.of(a) if m else None for a, m in zip(self.arrays, self.mapped)]
+        self._release = Releaser([a for a, m, r in zip(self.arrays, self.mapped, self._readers) if m and r is None])
+        self._pin = self.device.type == "cuda"
 
     def __len__(self) -> int:
         return self.n
@@ -141,11 +256,12 @@ class ArrayData:
         if self.index is not None:
             idx = self.index.index_select(0, idx)
         out = []
-        for a, mapped in zip(self.arrays, self.mapped):
+        for a, mapped, reader in zip(self.arrays, self.mapped, self._readers):
             if mapped:
-                i = np.sort(idx.numpy())  # sequential reads; batch order does not matter to a mean
-                b = a.take(i) if isinstance(a, ShardedArray) else np.take(a, i, axis=0)
-                t = torch.from_numpy(np.ascontiguousarray(b))
+                b = _read_rows(a, idx.numpy(), reader)
+                t = torch.from_numpy(b)  # stored dtype: uint8 moves as uint8
+                if self._pin:  # page-locked staging (cached by torch), so the copy overlaps compute
+                    t = t.pin_memory()
                 out.append(t.to(self.device, non_blocking=True))
             else:
                 src_idx = idx.to(a.device) if a.device != idx.device else idx
@@ -153,6 +269,8 @@ class ArrayData:
                 if t.device != self.device:
                     t = t.to(self.device, non_blocking=True)
                 out.append(t)
+        if self._release.maps:
+            self._release()
         x = out[0]
         if x.dtype != self.dtype:
             x = x.to(self.dtype)

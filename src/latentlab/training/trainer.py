@@ -44,26 +44,43 @@ CHECKPOINT_FORMAT = 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when present, then Apple's MPS, then the CPU; under torchrun, cuda:LOCAL_RANK."""
+    """The torch device for a device setting.
+
+    ``"auto"`` picks CUDA when present, then Apple's MPS, then the CPU (under torchrun: CUDA, else
+    the CPU, as MPS has no collective backend). Under torchrun a CUDA device without an index is
+    this process's GPU, ``cuda:LOCAL_RANK``.
+
+    Example
+    -------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if isinstance(device, torch.device):
         return device
+    from ..errors import ConfigError
+
+    local = distributed.env_local_rank()
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", distributed.info().local_rank if distributed.info().active else torch.cuda.current_device())
+            return torch.device("cuda", local if local is not None else torch.cuda.current_device())
         mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if local is None and mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError:
-        from ..errors import ConfigError
-
+    except (RuntimeError, TypeError):
         raise ConfigError(f"device {device!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'mps'.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
-
         raise ConfigError("device='cuda' but this PyTorch sees no CUDA GPU; use device='auto' or 'cpu'.")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("device='mps' but this PyTorch sees no Apple GPU; use device='auto' or 'cpu'.")
+        if local is not None:
+            raise ConfigError("device='mps' cannot train under torchrun (no collective backend for MPS); use device='cpu'.")
+    if dev.type == "cuda" and dev.index is None and local is not None:
+        dev = torch.device("cuda", local)
     return dev
 
 
@@ -166,8 +183,8 @@ class TrainResult:
     resumed_from: int | None = None
 
 
-def _noise_seed(seed: int, epoch: int, rank: int) -> int:
-    return (seed * 2_654_435_761 + epoch * 40_503 + rank * 97 + 1) % (2**63)
+def _noise_seed(seed: int, epoch: int, rank: int, step: int = 0) -> int:
+    return (seed * 2_654_435_761 + epoch * 40_503 + rank * 97 + step * 1_000_033 + 1) % (2**63)
 
 
 class _Interrupt:
@@ -293,11 +310,55 @@ def train(
         rebuilt (``latentlab fit --resume``).
     callback : called with each epoch's history record (which it may extend) before it is stored.
 
+    Under torchrun (several processes) this is data-parallel training: the process group is
+    started here (NCCL on CUDA, gloo on the CPU), every process takes its slice of each global
+    batch of ``batch_size x world`` examples, DistributedDataParallel averages the gradients, and
+    only rank 0 writes the checkpoint. A checkpoint resumes with any number of processes. A peer
+    that dies or stalls longer than ``$LATENTLAB_DIST_TIMEOUT`` s ends training with
+    :class:`~latentlab.errors.DistributedError` instead of a hang.
+
     Returns
     -------
     TrainResult, with one history record per epoch: ``train_<term>`` and ``val_<term>`` for each of
     the objective's terms, ``lr``, ``time_s`` and ``samples_per_s``.
     """
+    distributed.init_from_env(train_data.device.type)
+    if checkpoint is not None:
+        hint = (
+            f"The last checkpoint is kept at {checkpoint}; resume from it with any number of "
+            "processes (fit(..., resume=True), or latentlab fit --resume)."
+        )
+    else:
+        hint = "Give a checkpoint directory to be able to resume after such a failure."
+    with distributed.peer_errors(hint):
+        return _train(
+            module,
+            objective,
+            train_data,
+            val_data,
+            config,
+            checkpoint=checkpoint,
+            resume=resume,
+            meta=meta,
+            callback=callback,
+            desc=desc,
+        )
+
+
+def _train(
+    module: nn.Module,
+    objective: Callable,
+    train_data: ArrayData,
+    val_data: ArrayData | None = None,
+    config: TrainConfig = TrainConfig(),
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """The body of :func:`train`, inside the translation of lost-peer errors."""
     dinfo = distributed.info()
     device = train_data.device
     rank, world = dinfo.rank, dinfo.world
@@ -345,11 +406,15 @@ def train(
         result.stopped_early = ck.get("stopped_early", False)
         result.resumed_from = epoch
         finished = ck.get("stopped_early", False)
-        if step0 and world == 1 and "rng.cpu" in tensors:
-            rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
-        elif step0:
-            step0 = 0  # a mid-epoch checkpoint resumed with another process count restarts the epoch
-            acc_saved, count_saved = None, 0
+        if step0:
+            # Examples of this epoch already trained on (checkpoints record it; older ones wrote
+            # steps of one process). The epoch's order depends on (seed, epoch) alone, so any
+            # process count continues at the first global batch not yet fully seen.
+            done = ck.get("examples", step0 * config.batch_size)
+            exact = ck.get("world", 1) == world == 1 and done % config.batch_size == 0
+            step0 = done // (config.batch_size * world)
+            if exact and "rng.cpu" in tensors:
+                rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
 
     bs = config.batch_size
     gbs = bs * world  # examples per optimiser step across processes
@@ -375,7 +440,7 @@ def train(
         tensors.update(ot)
         if ema is not None:
             tensors.update(ema.tensors())
-        if mid_epoch:
+        if mid_epoch and world == 1:
             tensors["rng.cpu"] = torch.get_rng_state()
             if device.type == "cuda":
                 tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
@@ -385,6 +450,8 @@ def train(
             "latentlab_version": __version__,
             "epoch": epoch_,
             "step": step_,
+            "examples": min(step_ * gbs, n),
+            "world": world,
             "acc": acc_,
             "count": count_,
             "history": result.history,
@@ -425,7 +492,7 @@ def train(
             while epoch < config.epochs and not finished:
                 t0 = time.perf_counter()
                 if step0 == 0 or rng_state is None:
-                    torch.manual_seed(_noise_seed(config.seed, epoch, rank))
+                    torch.manual_seed(_noise_seed(config.seed, epoch, rank, step0))
                 else:
                     torch.set_rng_state(rng_state[0])
                     if rng_state[1] is not None and device.type == "cuda":
@@ -436,8 +503,9 @@ def train(
                 acc = None
                 count = 0
                 if step0 and acc_saved is not None:
-                    acc = torch.tensor(acc_saved, dtype=torch.float64, device=device)
-                    count = count_saved
+                    # the saved sums are over every process: rank 0 carries them, the others start at 0
+                    acc = torch.tensor(acc_saved, dtype=torch.float64, device=device) * (rank == 0)
+                    count = count_saved if rank == 0 else 0
                 for step in range(step0, steps_per_epoch):
                     lo = step * gbs + rank * bs
                     hi = min(lo + bs, n)
@@ -453,7 +521,19 @@ def train(
                     else:
                         p_arg = torch.tensor(progress) if progress_as_tensor else progress
                         loss, terms = step_fn(batch, p_arg)
-                        if step % check_every == 0 and not bool(torch.isfinite(loss)):
+                        if world > 1 and step % check_every == 0:
+                            # One small all-reduce makes every process take the same decision at the same step.
+                            bad, stop = _agree(loss, interrupt.flag, device)
+                            if bad:
+                                raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
+                            if stop:
+                                sums = None if acc is None else distributed.all_reduce_sum(_with_count(acc, count))
+                                if sums is None:
+                                    save(epoch, step, None, 0, mid_epoch=True)
+                                else:
+                                    save(epoch, step, sums[:-1].tolist(), int(sums[-1]), mid_epoch=True)
+                                raise KeyboardInterrupt
+                        elif step % check_every == 0 and not bool(torch.isfinite(loss)):
                             raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
@@ -533,6 +613,19 @@ def train(
     elif ema is not None:
         ema.copy_to_params()
     return result
+
+
+def _agree(loss: torch.Tensor, interrupted: bool, device) -> tuple[bool, bool]:
+    """(any process's loss is not finite, any process was interrupted), the same on every process."""
+    flags = torch.stack(
+        [(~torch.isfinite(loss.detach())).to(torch.float64), torch.tensor(float(interrupted), dtype=torch.float64, device=device)]
+    )
+    bad, stop = distributed.all_reduce_sum(flags).tolist()
+    return bad > 0, stop > 0
+
+
+def _with_count(acc: torch.Tensor, count: int) -> torch.Tensor:
+    return torch.cat([acc, torch.tensor([count], dtype=torch.float64, device=acc.device)])
 
 
 def _term_names(step_fn, data: ArrayData, progress_as_tensor: bool) -> list[str]:
