@@ -34,6 +34,7 @@ from ..errors import CheckpointError, DivergenceError
 from ..io import load_tensors, save_tensors
 from . import distributed
 from .data import ArrayData, epoch_permutation
+from .flat import FlatParameters
 
 __all__ = ["train", "TrainResult", "resolve_device", "make_optimizer", "CHECKPOINT_NAME"]
 
@@ -135,8 +136,10 @@ class _Interrupt:
         return False
 
 
-def _optimizer_to_files(opt: torch.optim.Optimizer):
+def _optimizer_to_files(opt: torch.optim.Optimizer, flat=None):
     sd = opt.state_dict()
+    if flat is not None:  # always stored per parameter, whichever path trained
+        sd = flat.split_state(sd)
     tensors, scalars = {}, {}
     for pid, st in sd["state"].items():
         for k, v in st.items():
@@ -147,7 +150,7 @@ def _optimizer_to_files(opt: torch.optim.Optimizer):
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta) -> None:
+def _optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta, flat=None) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith("optim."):
@@ -160,7 +163,8 @@ def _optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta) -> None:
     for g in groups:
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
-    opt.load_state_dict({"state": state, "param_groups": groups})
+    sd = {"state": state, "param_groups": groups}
+    opt.load_state_dict(flat.join_state(sd) if flat is not None else sd)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -245,7 +249,13 @@ def train(
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(step_module, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = make_optimizer(config, module.parameters(), device)
+    # The fast path: a fused step that writes gradients in place into one flat buffer, and an
+    # optimiser over that one tensor. One process only (DDP needs autograd's gradient hooks).
+    fast_step = None
+    if not dinfo.active and not config.compile and hasattr(objective, "fused_step"):
+        fast_step = objective.fused_step(module)
+    flat = FlatParameters(module.parameters()) if fast_step is not None else None
+    opt = make_optimizer(config, [flat.param] if flat is not None else module.parameters(), device)
     sched = _make_scheduler(config, opt)
 
     result = TrainResult()
@@ -260,7 +270,7 @@ def train(
     if resume and path is not None and path.exists():
         tensors, ck = read_checkpoint(path)
         _load_module_state(module, _state_dict_from(tensors, "model."), path)
-        _optimizer_from_files(opt, tensors, ck["optimizer"])
+        _optimizer_from_files(opt, tensors, ck["optimizer"], flat)
         if sched is not None and ck.get("scheduler"):
             sched.load_state_dict(ck["scheduler"])
         best = _state_dict_from(tensors, "best.")
@@ -300,7 +310,7 @@ def train(
         tensors = {f"model.{k}": v for k, v in module.state_dict().items()}
         if best_state is not None:
             tensors.update({f"best.{k}": v for k, v in best_state.items()})
-        ot, ometa = _optimizer_to_files(opt)
+        ot, ometa = _optimizer_to_files(opt, flat)
         tensors.update(ot)
         if mid_epoch:
             tensors["rng.cpu"] = torch.get_rng_state()
@@ -367,14 +377,21 @@ def train(
                     idx = perm[lo:hi]
                     batch = train_data.gather(idx)
                     progress = epoch + step / steps_per_epoch
-                    p_arg = torch.tensor(progress) if progress_as_tensor else progress
-                    loss, terms = step_fn(batch, p_arg)
-                    if step % check_every == 0 and not bool(torch.isfinite(loss)):
-                        raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                    if fast_step is not None:  # loss and gradients at once, gradients in place
+                        loss, terms = fast_step(batch, progress)
+                        if step % check_every == 0 and not bool(torch.isfinite(loss)):
+                            raise _diverged(epoch, step, steps_per_epoch, float(loss), config, path)
+                        if config.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_([flat.param], config.grad_clip)
+                    else:
+                        p_arg = torch.tensor(progress) if progress_as_tensor else progress
+                        loss, terms = step_fn(batch, p_arg)
+                        if step % check_every == 0 and not bool(torch.isfinite(loss)):
+                            raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if config.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
                     opt.step()
                     if term_names is None:
                         term_names = list(terms)

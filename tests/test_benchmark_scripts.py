@@ -1,0 +1,46 @@
+"""The static-MNIST benchmark runs end to end on a tiny stand-in file and records only its section."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    env.pop("LATENTLAB_DATA", None)
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "static_mnist.py"), *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def test_static_mnist_benchmark_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    arrays = {k: (rng.uniform(size=(n, 784)) < 0.2).astype(np.uint8) for k, n in (("train", 120), ("valid", 40), ("test", 30))}
+    np.savez(data, **{k: np.asfortranarray(v) for k, v in arrays.items()})  # stored like the real file
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n## Someone else's benchmark\n\nkeep me\n")
+    args = ["--data", str(data), "--hidden", "16", "--latent-dim", "2", "--epochs", "2", "--k", "8",
+            "--out", str(tmp_path / "run"), "--benchmarks-file", str(md), "--results-file", str(tmp_path / "r.json")]
+    for _ in range(2):
+        p = _run(args, tmp_path)
+        assert p.returncode == 0, p.stderr
+    text = md.read_text()
+    assert "## Someone else's benchmark\n\nkeep me" in text
+    assert text.count("## Static binarized MNIST") == 1
+    runs = json.loads((tmp_path / "r.json").read_text())
+    assert len(runs) == 2 and all(r["test_images"] == 30 and r["k"] == 8 for r in runs)
+    assert np.isfinite(runs[0]["test_nll"]) and runs[0]["test_nll"] > 0
+    assert text.count("| full |") == 2  # both runs in the table
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_static_mnist_benchmark_without_data_says_how_to_give_it(tmp_path):
+    p = _run(["--data", str(tmp_path / "missing.npz"), "--no-record"], tmp_path)
+    assert p.returncode == 2
+    assert "binarized_mnist.npz not found" in p.stderr and "--data" in p.stderr
