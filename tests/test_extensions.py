@@ -320,3 +320,39 @@ def test_conditional_vae_save_load_round_trip(tmp_path, digits):
     np.testing.assert_array_equal(same.sample(4, seed=0), est.sample(4, seed=0))
     assert same.score(X, y) == est.score(X, y)
     np.testing.assert_array_equal(same.classes_, est.classes_)
+
+
+# ---------------------------------------------------------------------------- benchmark script
+def test_static_mnist_models_script_trains_resumes_evaluates_and_records(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    arrays = {k: (rng.uniform(size=(n, 784)) < 0.2).astype(np.uint8) for k, n in (("train", 60), ("valid", 20), ("test", 10))}
+    np.savez(data, **{k: np.asfortranarray(v) for k, v in arrays.items()})
+    md, res = tmp_path / "BENCHMARKS.md", tmp_path / "r.json"
+    md.write_text("# Benchmarks\n\n## Someone else's benchmark\n\nkeep me\n")
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "OMP_NUM_THREADS": "1"}
+
+    def run(*args):
+        p = subprocess.run([sys.executable, str(repo / "benchmarks" / "static_mnist_models.py"), "--data", str(data),
+                            "--benchmarks-file", str(md), "--results-file", str(res), *args],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    out = str(tmp_path / "run")
+    run("train", "--model", "hvae-vamp", "--out", out, "--epochs", "2", "--chunk", "1")
+    assert "resuming at epoch 2" in run("train", "--model", "hvae-vamp", "--out", out, "--epochs", "3")
+    run("evaluate", "--out", out, "--k", "8")
+    (entry,) = json.loads(res.read_text())
+    assert entry["epochs"] == 3 and entry["status"] == "epoch limit reached"
+    assert entry["k"] == 8 and entry["test_images"] == 10 and np.isfinite(entry["test_nll"])
+    text = md.read_text()
+    assert "## Someone else's benchmark\n\nkeep me" in text and text.count("the VAE family") == 1
+    assert "no full run evaluated yet" in text  # a 10-image, K = 8 check is not a benchmark result
