@@ -126,6 +126,13 @@ def _fmt(v, nd=2):
     return "" if v is None else f"{v:.{nd}f}"
 
 
+def _units(r) -> str:
+    if "active_units_z1_z2" in r:
+        a, b = r["active_units_z1_z2"]
+        return f"{r['active_units']} (z1 {a}, z2 {b})"
+    return str(r.get("active_units", ""))
+
+
 def render(runs) -> str:
     full = [r for r in runs if "test_nll" in r and r.get("test_images") == 10000 and r.get("k") == 5000
             and not r["settings"].get("subset")]
@@ -168,7 +175,7 @@ def render(runs) -> str:
         lines.append(
             f"| {r['started'][:16].replace('T', ' ')} | {r['description']} | {train} | {r['epochs']} ({r['best_epoch']}) | "
             f"{r['status']}{note} | {_fmt(r.get('best_val_loss'))} | {test} | {_fmt(-r['test_elbo'] if 'test_elbo' in r else None)} | "
-            f"{_fmt(r.get('test_kl'))} | {r.get('active_units', '')} | {hours} | {cmds} |")
+            f"{_fmt(r.get('test_kl'))} | {_units(r)} | {hours} | {cmds} |")
     machines = sorted({machine_line(r["machine"]) for r in runs if "machine" in r})
     lines += ["", "Machine(s): " + "; ".join(machines) if machines else "", "",
               "The machine's 2 cores were shared with other jobs during these runs, so the hours are wall time "
@@ -258,6 +265,12 @@ def evaluate(a) -> None:
         eval_minutes=(time.perf_counter() - t0) / 60, eval_command=command_line(), eval_machine=machine_info(),
         eval_revision=git_revision(),
     )
+    if type(model).__name__ == "HierarchicalVAE":  # active units per layer: is the top layer in use?
+        from latentlab.evaluation import active_units
+
+        _, activity = active_units(model, T)
+        d1 = int(model.latent_dim)
+        entry["active_units_z1_z2"] = [int((activity[:d1] > 0.01).sum()), int((activity[d1:] > 0.01).sum())]
     if entry.get("status") == "training":
         entry["status"] = "stopped by hand (training process ended before its budget)" if a.stopped else "training"
     if a.note:
