@@ -326,7 +326,7 @@ def test_regularity_reports_every_source(fitted, features, digits_split):
     r_vae = regularity(fitted["vae"], Xtr, Xte, features=features, n_samples=300, n_pairs=30)
     r_ae = regularity(fitted["ae"], Xtr, Xte, features=features, n_samples=300, n_pairs=30)
     json.dumps(r_vae, allow_nan=False), json.dumps(r_ae, allow_nan=False)
-    assert {"fd_prior", "confidence_prior", "completeness_mmd2", "continuity_max_step"} <= set(r_vae)
+    assert {"fd_prior", "confidence_prior", "fd_fitted_gaussian", "completeness_mmd2", "continuity_max_step"} <= set(r_vae)
     assert {"fd_standard_normal", "fd_fitted_gaussian", "completeness_mmd2_fitted"} <= set(r_ae)
     # Real held-out data is the floor; noise decoded by nothing is far above it.
     noise = np.random.default_rng(0).uniform(size=(300, 64))
@@ -336,3 +336,21 @@ def test_regularity_reports_every_source(fitted, features, digits_split):
         assert 1 / 20 <= r["continuity_max_step"] <= 1
     same = regularity(fitted["vae"], Xtr, Xte, features=features, n_samples=300, n_pairs=30)
     assert same == r_vae  # seeded
+
+
+def test_bernoulli_log_prob_keeps_the_sample_and_batch_dimensions():
+    # log_importance_weights decodes (k, B, D) codes: the likelihood must return (k, B).
+    from torch.nn import functional as Fn
+
+    from latentlab.models.distributions import Bernoulli
+
+    g = torch.Generator().manual_seed(0)
+    out = 8 * torch.randn(5, 7, 30, generator=g, requires_grad=True)  # (k, B, F) logits
+    for x in ((torch.rand(7, 30, generator=g) < 0.4).float(), torch.rand(7, 30, generator=g)):
+        lp = Bernoulli().log_prob(x, out)
+        ref = -Fn.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none").sum(-1)
+        assert lp.shape == (5, 7)
+        torch.testing.assert_close(lp, ref, rtol=1e-6, atol=1e-4)
+        (ga,) = torch.autograd.grad(lp.sum(), out)
+        (gb,) = torch.autograd.grad(ref.sum(), out)
+        torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)

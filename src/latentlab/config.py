@@ -50,6 +50,10 @@ class TrainConfig:
         Show a progress bar on stderr; None shows it only when stderr is a terminal.
     checkpoint_every : int
         Write the checkpoint every this many epochs (when a checkpoint path is given).
+    ema : float or None
+        Keep an exponential moving average of the weights with this decay (e.g. 0.999; Polyak
+        averaging): validation, early stopping and the returned model use the averaged weights,
+        which often generalise better than the last iterate. None (default) turns it off.
     """
 
     epochs: int = 100
@@ -65,6 +69,7 @@ class TrainConfig:
     compile: bool = False
     progress: bool | None = None
     checkpoint_every: int = 1
+    ema: float | None = None
 
     def __post_init__(self):
         check_int(self.epochs, "epochs")
@@ -77,6 +82,7 @@ class TrainConfig:
         check_float(self.grad_clip, "grad_clip", allow_none=True)
         check_int(self.seed, "seed", low=0)
         check_int(self.checkpoint_every, "checkpoint_every")
+        check_float(self.ema, "ema", low=0.0, high=1.0, high_inclusive=False, allow_none=True)
         if not isinstance(self.device, str):
             raise ConfigError(f"device must be a string such as 'auto', 'cpu' or 'cuda'; got {self.device!r}.")
 

@@ -145,21 +145,26 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     ``fd_<source>`` is the Frechet distance between their features and those of X_test (lower:
     closer to real data), ``confidence_<source>`` the classifier's mean largest class
     probability on them (higher: more recognisable). Sources: ``prior`` for a VAE (z ~ p(z),
-    through ``model.sample``); for an autoencoder or PCA, which have no prior, both
-    ``standard_normal`` (z ~ N(0, I)) and ``fitted_gaussian`` (z ~ N(m, S), the mean and
-    covariance of the training codes). For scale, ``fd_real`` / ``confidence_real`` compare
+    through ``model.sample``); ``standard_normal`` (z ~ N(0, I)) for an autoencoder or PCA, which
+    have no prior; and for every model ``fitted_gaussian`` (z ~ N(m, S), the mean and covariance
+    of the training codes ``model.transform(X_train)``, posterior means for a VAE). For a VAE the
+    latter is a diagnostic: with the same decoder, a gap between ``fd_prior`` and
+    ``fd_fitted_gaussian`` comes from the mismatch between the prior and the codes the encoder
+    actually produces. For scale, ``fd_real`` / ``confidence_real`` compare
     ``n_samples`` training examples with X_test (the best a model can do at this sample size),
     and ``fd_reconstruction`` / ``confidence_reconstruction`` use X_test's own reconstructions.
 
     **Continuity**: see :func:`continuity` (``continuity_*`` keys), on pairs from X_test.
 
-    **Completeness** of the code distribution: how far the codes of X_test are from N(0, I),
-    the distribution a VAE samples from (for a VAE one draw z ~ q(z|x) per example, i.e. samples
-    of the aggregate posterior; for an autoencoder and PCA the codes). ``completeness_mmd2`` is
-    the unbiased MMD^2 (:func:`mmd2`) against as many N(0, I) draws, with the Gaussian kernel of
-    bandwidth sqrt(latent_dim) (the median-distance heuristic's value for N(0, I) itself, fixed
-    so that models compare); ``completeness_gauss_kl`` is KL(N(m, S) || N(0, I)) for the codes'
-    mean and covariance. Both are 0 for codes distributed as N(0, I). For an autoencoder and PCA
+    **Completeness** of the code distribution: how far the codes of X_test are from the
+    distribution the model samples from: its prior for a VAE (one draw z ~ q(z|x) per example,
+    i.e. samples of the aggregate posterior, against as many draws of ``module_.sample_prior``),
+    N(0, I) for an autoencoder and PCA (their codes). ``completeness_mmd2`` is the unbiased MMD^2
+    (:func:`mmd2`) with the Gaussian kernel of bandwidth sqrt(d), d the code size (the
+    median-distance heuristic's value for N(0, I) itself, fixed so that models compare);
+    ``completeness_gauss_kl`` is KL(N(m, S) || N(0, I)) for the codes' mean and covariance
+    (not reported for VAEs whose prior is not N(0, I)). Both are 0 for codes distributed as the
+    prior. For an autoencoder and PCA
     also ``completeness_mmd2_fitted``: the MMD^2 against the fitted Gaussian (how non-Gaussian
     the codes are). PCA's codes are not whitened unless ``whiten=True``, so their distance to
     N(0, I) mostly measures their scale.
@@ -203,8 +208,21 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
         raise DataError("X_test needs at least 2 examples.")
     if features is None:
         features = FeatureSpace(seed=seed).fit(Atr, y_train)
+    is_vae = _has_posterior(model) and not isinstance(model, PCA)
+    if is_vae:
+        from ._common import accepts_cond
+
+        if accepts_cond(model.module_):
+            raise ConfigError(
+                f"regularity does not handle conditional models ({type(model).__name__}): its random "
+                "points need a condition each. Measure the unconditional VAE, or sample per label "
+                "with model.sample(n, y=...) and use frechet_distance on FeatureSpace features."
+            )
+        if not hasattr(model, "sample"):
+            raise ConfigError(f"{type(model).__name__} has no sample(); regularity needs to draw from its prior.")
     rng = np.random.default_rng(seed)
-    D = int(model.latent_dim)
+    train_codes = _codes(model, Atr, sample=False, seed=seed)
+    D = int(train_codes.shape[1])  # the code size (D1 + D2 for two stochastic layers)
     F_test = features.features(Ate)
     res: dict = {"model": type(model).__name__, "latent_dim": D, "feature_space": features.description,
                  "n_samples": n_samples, "n_test": int(len(Ate))}
@@ -219,29 +237,39 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     score("real", ref)
     score("reconstruction", np.asarray(model.inverse_transform(model.transform(Ate)), np.float64).reshape(len(Ate), -1))
 
-    is_vae = _has_posterior(model) and not isinstance(model, PCA)
-    train_codes = None
     if is_vae:
-        if not hasattr(model, "sample"):
-            raise ConfigError(f"{type(model).__name__} has no sample(); regularity needs to draw from its prior.")
         score("prior", np.asarray(model.sample(n_samples, seed=seed), np.float64).reshape(n_samples, -1))
     else:
         score("standard_normal", _decode(model, rng.standard_normal((n_samples, D))))
-        train_codes = _codes(model, Atr, sample=False, seed=seed)
-        m, S = train_codes.mean(0), np.cov(train_codes, rowvar=False).reshape(D, D)
-        w, V = np.linalg.eigh(0.5 * (S + S.T))
-        root = V * np.sqrt(np.clip(w, 0.0, None))  # S = root root^T, also when S is singular
-        fitted = m + rng.standard_normal((n_samples, D)) @ root.T
-        score("fitted_gaussian", _decode(model, fitted))
+    # For every model (for a VAE, as a diagnostic: the same scheme as the autoencoder's, which
+    # separates the decoder's quality from the match between prior and aggregate posterior).
+    m, S = train_codes.mean(0), np.cov(train_codes, rowvar=False).reshape(D, D)
+    w, V = np.linalg.eigh(0.5 * (S + S.T))
+    root = V * np.sqrt(np.clip(w, 0.0, None))  # S = root root^T, also when S is singular
+    score("fitted_gaussian", _decode(model, m + rng.standard_normal((n_samples, D)) @ root.T))
 
     res.update(continuity(model, Ate, n_pairs=n_pairs, n_steps=n_steps, seed=seed, features=features))
 
     codes = _codes(model, Ate, sample=True, seed=seed)
     bw = math.sqrt(D)
-    prior = rng.standard_normal(codes.shape)
+    standard = True
+    if is_vae:
+        import torch
+
+        from .metrics import has_standard_normal_prior
+
+        module = model.module_
+        standard = has_standard_normal_prior(module)
+        g = torch.Generator(device=model._device())
+        g.manual_seed(seed + 2)
+        with torch.no_grad():
+            prior = module.sample_prior(len(codes), generator=g).double().cpu().numpy()
+    else:
+        prior = rng.standard_normal(codes.shape)
     res["completeness_mmd2"] = mmd2(codes, prior, bw)
-    res["completeness_gauss_kl"] = gaussian_kl_to_standard_normal(codes)
+    if standard:
+        res["completeness_gauss_kl"] = gaussian_kl_to_standard_normal(codes)
     res["completeness_bandwidth"] = bw
-    if train_codes is not None:
+    if not is_vae:
         res["completeness_mmd2_fitted"] = mmd2(codes, m + rng.standard_normal(codes.shape) @ root.T, bw)
     return res

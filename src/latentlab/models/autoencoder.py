@@ -75,7 +75,7 @@ class Autoencoder(NeuralModel):
         Standard deviation for ``loss="gaussian"``.
     scale : {None, "standard", "minmax"}
         Per-feature scaling learned at fit, applied on input and undone on output.
-    epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience, grad_clip : training
+    epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience, grad_clip, ema : training
         settings; see :class:`latentlab.TrainConfig`.
     validation_fraction : float
         Share of X held out for early stopping (ignored when ``X_val`` is passed to ``fit``).
@@ -127,6 +127,7 @@ class Autoencoder(NeuralModel):
         patience: int | None = 10,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
+        ema: float | None = None,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -150,6 +151,7 @@ class Autoencoder(NeuralModel):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.grad_clip = grad_clip
+        self.ema = ema
         self.seed = seed
         self.device = device
         self.compile = compile

@@ -56,6 +56,7 @@ class NeuralModel(LatentModel):
             device=self.device,
             compile=self.compile,
             progress=self.verbose,
+            ema=getattr(self, "ema", None),
         )
 
     def _validate_params(self) -> None:

@@ -101,7 +101,7 @@ class VAE(NeuralModel):
     free_bits : float
         Nats per latent dimension of KL that are not penalised (0: off).
     scale, epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience,
-    validation_fraction, grad_clip, seed, device, compile, verbose, checkpoint_dir :
+    validation_fraction, grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
         as for :class:`Autoencoder`.
 
     Attributes
@@ -143,6 +143,7 @@ class VAE(NeuralModel):
         patience: int | None = 10,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
+        ema: float | None = None,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -170,6 +171,7 @@ class VAE(NeuralModel):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.grad_clip = grad_clip
+        self.ema = ema
         self.seed = seed
         self.device = device
         self.compile = compile

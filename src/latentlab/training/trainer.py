@@ -16,6 +16,7 @@ Guarantees (tested in tests/test_trainer.py and tests/test_robustness.py):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -86,6 +87,63 @@ def _make_scheduler(config: TrainConfig, opt):
             opt, factor=0.5, patience=max(1, (config.patience or 10) // 2)
         )
     return None
+
+
+class _WeightAverage:
+    """An exponential moving average of the trainable parameters (Polyak averaging).
+
+    After each optimiser step, avg <- avg + (1 - d_t) (param - avg) with d_t =
+    min(decay, (1 + t) / (10 + t)) at update t: the short warm-up keeps the average from
+    remembering the initial weights for ~1/(1 - decay) steps. One ``lerp`` over the flat
+    parameter buffer when training flattened, one ``_foreach_lerp_`` otherwise.
+    """
+
+    def __init__(self, module: nn.Module, decay: float, flat: FlatParameters | None):
+        named = [(k, p) for k, p in module.named_parameters() if p.requires_grad]
+        self.names = [k for k, _ in named]
+        self.params = [p for _, p in named]
+        self.decay = decay
+        self.updates = 0
+        with torch.no_grad():
+            if flat is not None:
+                self.sources = [flat.param]
+                self.targets = [flat.param.detach().clone()]
+                self.avg = [v.view(p.shape) for v, p in zip(torch.split(self.targets[0], flat.sizes), flat.params)]
+            else:
+                self.sources = self.params
+                self.avg = self.targets = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        torch._foreach_lerp_(self.targets, [p.detach() for p in self.sources], 1.0 - d)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"ema.{k}": v for k, v in zip(self.names, self.avg)}
+
+    @torch.no_grad()
+    def load(self, tensors: dict[str, torch.Tensor], updates: int) -> None:
+        for k, v in zip(self.names, self.avg):
+            v.copy_(tensors[f"ema.{k}"])
+        self.updates = updates
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for p, a in zip(self.params, self.avg):
+            p.copy_(a)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """The averaged weights in the module for the duration (validation, best-weight copy)."""
+        backup = [p.detach().clone() for p in self.params]
+        self.copy_to_params()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, b in zip(self.params, backup):
+                    p.copy_(b)
 
 
 class _Step(nn.Module):
@@ -257,6 +315,7 @@ def train(
     flat = FlatParameters(module.parameters()) if fast_step is not None else None
     opt = make_optimizer(config, [flat.param] if flat is not None else module.parameters(), device)
     sched = _make_scheduler(config, opt)
+    ema = _WeightAverage(module, config.ema, flat) if config.ema is not None else None
 
     result = TrainResult()
     epoch, step0 = 0, 0
@@ -275,6 +334,8 @@ def train(
             sched.load_state_dict(ck["scheduler"])
         best = _state_dict_from(tensors, "best.")
         best_state = best or None
+        if ema is not None and ck.get("ema_updates") is not None:
+            ema.load(tensors, ck["ema_updates"])
         epoch, step0 = ck["epoch"], ck["step"]
         acc_saved, count_saved = ck.get("acc"), ck.get("count", 0)
         best_loss = ck["best_loss"] if ck["best_loss"] is not None else math.inf
@@ -312,6 +373,8 @@ def train(
             tensors.update({f"best.{k}": v for k, v in best_state.items()})
         ot, ometa = _optimizer_to_files(opt, flat)
         tensors.update(ot)
+        if ema is not None:
+            tensors.update(ema.tensors())
         if mid_epoch:
             tensors["rng.cpu"] = torch.get_rng_state()
             if device.type == "cuda":
@@ -331,6 +394,7 @@ def train(
             "stopped_early": result.stopped_early,
             "optimizer": ometa,
             "scheduler": sched.state_dict() if sched is not None else None,
+            "ema_updates": ema.updates if ema is not None else None,
             "config": config.to_dict(),
             "meta": meta,
         }
@@ -393,6 +457,8 @@ def train(
                         if config.grad_clip is not None:
                             torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
                     opt.step()
+                    if ema is not None:
+                        ema.update()
                     if term_names is None:
                         term_names = list(terms)
                     vals = torch.stack([terms[k].detach() for k in term_names]).to(torch.float64)
@@ -420,8 +486,9 @@ def train(
                 for k, v in zip(term_names, tot[:-1]):
                     record[f"train_{k}"] = float(v / tot[-1])
                 if val_data is not None and len(val_data):
-                    for k, v in evaluate_objective(module, objective, val_data, bs * 4, term_names).items():
-                        record[f"val_{k}"] = v
+                    with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+                        for k, v in evaluate_objective(module, objective, val_data, bs * 4, term_names).items():
+                            record[f"val_{k}"] = v
                     monitor = record["val_loss"]
                 else:
                     monitor = record["train_loss"]
@@ -435,7 +502,8 @@ def train(
                     best_loss, bad_epochs = monitor, 0
                     result.best_epoch = epoch + 1
                     if val_data is not None and config.patience is not None:
-                        best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                        with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+                            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
                 else:
                     bad_epochs += 1
                 if callback is not None:
@@ -459,6 +527,8 @@ def train(
         with torch.no_grad():
             for k, v in module.state_dict().items():
                 v.copy_(best_state[k])
+    elif ema is not None:
+        ema.copy_to_params()
     return result
 
 
