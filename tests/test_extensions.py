@@ -356,3 +356,9 @@ def test_static_mnist_models_script_trains_resumes_evaluates_and_records(tmp_pat
     text = md.read_text()
     assert "## Someone else's benchmark\n\nkeep me" in text and text.count("the VAE family") == 1
     assert "no full run evaluated yet" in text  # a 10-image, K = 8 check is not a benchmark result
+
+
+@pytest.mark.parametrize("cls", [IWAE, VampPriorVAE, ConditionalVAE, HierarchicalVAE])
+def test_the_family_takes_every_vae_setting(cls):
+    # scikit-learn needs explicit constructor arguments: a setting added to VAE must be added here too.
+    assert set(VAE().get_params()) <= set(cls().get_params())

@@ -101,7 +101,7 @@ class ConditionalVAE(VAE):
         a single real-valued side input given as 1-D.
     latent_dim, hidden, activation, architecture, channels, likelihood, sigma, c, mc_samples,
     warmup_epochs, free_bits, scale, epochs, batch_size, lr, optimizer, weight_decay,
-    lr_schedule, patience, validation_fraction, grad_clip, seed, device, compile, verbose,
+    lr_schedule, patience, validation_fraction, grad_clip, ema, seed, device, compile, verbose,
     checkpoint_dir : as for :class:`VAE`.
 
     Attributes
@@ -145,6 +145,7 @@ class ConditionalVAE(VAE):
         patience: int | None = 10,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
+        ema: float | None = None,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -173,6 +174,7 @@ class ConditionalVAE(VAE):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.grad_clip = grad_clip
+        self.ema = ema
         self.seed = seed
         self.device = device
         self.compile = compile

@@ -197,8 +197,8 @@ class HierarchicalVAE(_PseudoInputs, _BoundScore, VAE):
     c, mc_samples, warmup_epochs : as for :class:`IWAE`.
     free_bits : must be 0.
     activation, architecture, channels, likelihood, sigma, scale, epochs, batch_size, lr,
-    optimizer, weight_decay, lr_schedule, patience, validation_fraction, grad_clip, seed,
-    device, compile, verbose, checkpoint_dir : as for :class:`VAE`.
+    optimizer, weight_decay, lr_schedule, patience, validation_fraction, grad_clip, ema,
+    seed, device, compile, verbose, checkpoint_dir : as for :class:`VAE`.
 
     Example
     -------
@@ -238,6 +238,7 @@ class HierarchicalVAE(_PseudoInputs, _BoundScore, VAE):
         patience: int | None = 10,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
+        ema: float | None = None,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -269,6 +270,7 @@ class HierarchicalVAE(_PseudoInputs, _BoundScore, VAE):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.grad_clip = grad_clip
+        self.ema = ema
         self.seed = seed
         self.device = device
         self.compile = compile

@@ -87,7 +87,7 @@ class IWAE(_BoundScore, VAE):
     free_bits : must be 0 (the KL is not in closed form inside the bound).
     latent_dim, hidden, activation, architecture, channels, likelihood, sigma, scale, epochs,
     batch_size, lr, optimizer, weight_decay, lr_schedule, patience, validation_fraction,
-    grad_clip, seed, device, compile, verbose, checkpoint_dir :
+    grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
         as for :class:`VAE`.
 
     Attributes
@@ -134,6 +134,7 @@ class IWAE(_BoundScore, VAE):
         patience: int | None = 10,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
+        ema: float | None = None,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -162,6 +163,7 @@ class IWAE(_BoundScore, VAE):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.grad_clip = grad_clip
+        self.ema = ema
         self.seed = seed
         self.device = device
         self.compile = compile
