@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from latentlab import PCA, VAE, Autoencoder, CheckpointError, load
+from latentlab import IWAE, PCA, VAE, Autoencoder, CheckpointError, HierarchicalVAE, VampPriorVAE, load
 
 FAST = dict(epochs=2, verbose=False)
 
@@ -23,6 +23,13 @@ CASES = {
     "vae-conv-bernoulli": (lambda: VAE(latent_dim=2, architecture="conv", channels=(4, 8), hidden=(8,), likelihood="bernoulli", **FAST),
                            lambda d: _binary(d).reshape(-1, 1, 8, 8)),
     "vae-cb": (lambda: VAE(latent_dim=2, hidden=(16,), likelihood="continuous_bernoulli", **FAST), lambda d: d.data),
+    "iwae": (lambda: IWAE(latent_dim=3, k=4, hidden=(16,), **FAST), _binary),
+    "vamp": (lambda: VampPriorVAE(latent_dim=3, n_pseudo_inputs=7, hidden=(16,), **FAST), _binary),
+    "vamp-conv-gaussian": (lambda: VampPriorVAE(latent_dim=2, n_pseudo_inputs=5, architecture="conv", channels=(4,), hidden=(8,),
+                                                likelihood="gaussian", scale="standard", **FAST), lambda d: d.images),
+    "hvae": (lambda: HierarchicalVAE(latent_dim=3, latent_dim2=2, hidden=(16,), **FAST), _binary),
+    "hvae-vamp-iw": (lambda: HierarchicalVAE(latent_dim=2, latent_dim2=2, prior="vamp", n_pseudo_inputs=5, k=3, hidden=(16,), **FAST),
+                     _binary),
 }
 
 

@@ -7,12 +7,16 @@ from . import datasets
 from ._version import __version__
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, LatentlabError
-from .models import PCA, VAE, Autoencoder, load
+from .models import IWAE, PCA, VAE, Autoencoder, ConditionalVAE, HierarchicalVAE, VampPriorVAE, load
 
 __all__ = [
     "PCA",
     "Autoencoder",
     "VAE",
+    "IWAE",
+    "VampPriorVAE",
+    "ConditionalVAE",
+    "HierarchicalVAE",
     "load",
     "datasets",
     "TrainConfig",

@@ -135,10 +135,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _check_Z(self, Z) -> np.ndarray:
         self._check_is_fitted()
         Zc = as_array(Z, name="Z", dtype=self._dtype_for(Z))
-        if Zc.ndim != 2 or Zc.shape[1] != self.latent_dim:
+        if Zc.ndim != 2 or Zc.shape[1] != self._n_features_out:
             raise DataError(
                 f"Z has shape {Zc.shape}; {type(self).__name__} decodes codes of shape "
-                f"(n, {self.latent_dim})."
+                f"(n, {self._n_features_out})."
             )
         return Zc
 

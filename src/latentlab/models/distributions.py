@@ -19,6 +19,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 __all__ = [
     "DiagonalGaussian",
     "standard_normal_log_prob",
+    "diagonal_gaussian_mixture_log_prob",
     "Likelihood",
     "Bernoulli",
     "Gaussian",
@@ -31,6 +32,26 @@ __all__ = [
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I), summed over the last dimension. z: (..., D) -> (...)."""
     return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
+
+
+def diagonal_gaussian_mixture_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log (1/K) sum_k N(z; mean_k, diag(exp(logvar_k))), an equally weighted mixture.
+
+    z: (..., D); mean, logvar: (K, D) -> (...). The squared distances to all K components are
+    two matrix products, sum_d z_d^2 / v_kd - 2 z_d m_kd / v_kd + m_kd^2 / v_kd (as in
+    scikit-learn's diagonal Gaussian mixture), so memory is O(N K), not O(N K D).
+
+    >>> import torch
+    >>> z = torch.zeros(3, 2); m = torch.zeros(4, 2); lv = torch.zeros(4, 2)
+    >>> torch.allclose(diagonal_gaussian_mixture_log_prob(z, m, lv), standard_normal_log_prob(z))
+    True
+    """
+    lead, d = z.shape[:-1], z.shape[-1]
+    zf = z.reshape(-1, d)  # (N, D)
+    prec = torch.exp(-logvar)  # (K, D)
+    sq = (zf * zf) @ prec.T - 2.0 * zf @ (mean * prec).T + (mean * mean * prec).sum(-1)  # (N, K)
+    comp = -0.5 * (sq + logvar.sum(-1) + d * LOG_2PI)
+    return (torch.logsumexp(comp, dim=-1) - math.log(mean.shape[0])).reshape(lead)
 
 
 class DiagonalGaussian:

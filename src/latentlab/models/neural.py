@@ -99,6 +99,10 @@ class NeuralModel(LatentModel):
     def _check_support(self, A) -> None:
         """Check the (scaled) training data against the model's likelihood; set ``likelihood_``."""
 
+    def _prepare_build(self, A, train_rows) -> None:
+        """Hook called in ``fit`` just before ``_build_module``, with the unscaled training array
+        and the rows used for training (None: all): for initialisations that need data."""
+
     # ------------------------------------------------------------------ data plumbing
     def _data(self, arrays: Sequence, device, index=None) -> ArrayData:
         return ArrayData(
@@ -171,6 +175,7 @@ class NeuralModel(LatentModel):
             train_idx, val_idx = self._split(A.shape[0])
             val_data = None if val_idx is None else self._data(arrays, device, index=val_idx)
         train_data = self._data(arrays, device, index=train_idx)
+        self._prepare_build(A, train_idx)
 
         ckpt = None
         if self.checkpoint_dir is not None:

@@ -52,16 +52,26 @@ class VAEModule(nn.Module):
         dev = device if device is not None else next(self.parameters()).device
         return torch.randn(n, self.latent_dim, generator=generator, device=dev)
 
+    def log_weight_terms(self, x, k: int, generator=None, posterior=None):
+        """The three parts of the log importance weights, each (k, B), for z_k ~ q(z|x):
+        ``(log p(x|z_k), log p(z_k), log q(z_k|x))``.
+
+        Objectives that report the reconstruction and a Monte-Carlo KL, or weight the KL
+        (warm-up), use the parts; :meth:`log_importance_weights` is their sum.
+        """
+        q = posterior if posterior is not None else self.encode(x)
+        z = q.rsample(k, generator=generator)  # (k, B, D)
+        log_px = self.likelihood.log_prob(x, self.decode(z))  # (k, B)
+        return log_px, self.prior_log_prob(z), q.log_prob(z)
+
     def log_importance_weights(self, x, k: int, generator=None, posterior=None):
         """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) with z_k ~ q(z|x); (k, B).
 
         logsumexp over k minus log k is the importance-weighted bound (Burda et al.), which is
         the ELBO at k = 1 and tends to log p(x) as k grows. Gradients flow (reparameterized).
         """
-        q = posterior if posterior is not None else self.encode(x)
-        z = q.rsample(k, generator=generator)  # (k, B, D)
-        log_px = self.likelihood.log_prob(x, self.decode(z))  # (k, B)
-        return log_px + self.prior_log_prob(z) - q.log_prob(z)
+        log_px, log_pz, log_qz = self.log_weight_terms(x, k, generator=generator, posterior=posterior)
+        return log_px + log_pz - log_qz
 
 
 @register
@@ -228,7 +238,7 @@ class VAE(NeuralModel):
         """The posterior q(z|x): (mean, std), each of shape (n, latent_dim)."""
         A = self._check_X(X, reset=False)
         both = self._map_batches(A, lambda b: torch.cat([(q := self.module_.encode(b[0])).mean, q.std], -1))
-        k = int(self.latent_dim)
+        k = self._n_features_out
         return both[:, :k], both[:, k:]
 
     def inverse_transform(self, Z) -> np.ndarray:
@@ -243,7 +253,7 @@ class VAE(NeuralModel):
         return self.inverse_transform(self.transform(X))
 
     def sample(self, n: int, seed=None, *, return_latent: bool = False, mean: bool = True):
-        """Generate ``n`` examples by decoding z ~ N(0, I).
+        """Generate ``n`` examples by decoding z ~ p(z) (here N(0, I)).
 
         Parameters
         ----------
@@ -259,8 +269,9 @@ class VAE(NeuralModel):
         n = check_int(n, "n")
         g = self._generator(seed)
         dev = self._device()
-        z = torch.randn(n, int(self.latent_dim), generator=g, device=dev)
         m = self.module_
+        with torch.no_grad():
+            z = m.sample_prior(n, generator=g, device=dev)
         if mean:
             fn = lambda t: m.likelihood.mean(m.decode(t))  # noqa: E731
         else:

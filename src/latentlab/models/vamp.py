@@ -1,0 +1,229 @@
+"""The VampPrior (Tomczak & Welling, 2018): a prior that is a mixture of variational posteriors.
+
+p(z) = (1/K) sum_k q(z | u_k), where u_1..u_K are learned pseudo-inputs that live in the data
+space and pass through the same encoder as the data. The prior is learned with the model, so
+the aggregate posterior and the prior can meet (the "holes" a N(0, I) prior leaves), at the
+cost of a Monte-Carlo KL: log q(z|x) - log p(z) at z ~ q(z|x) replaces the closed form.
+
+Initialisation: the pseudo-inputs start as K random training examples (scaled as the model
+sees them; drawn with the estimator's seed, from the training rows only). Tomczak & Welling
+start them at noise (N(0.05, 0.01) through a hard tanh); starting at data gives the mixture
+posteriors in the data's region from the first step. The pseudo-inputs are then free
+parameters, not constrained to the data's range: the encoder is just evaluated there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import check_int
+from ..objectives import ImportanceWeightedBound
+from .base import register
+from .distributions import DiagonalGaussian, diagonal_gaussian_mixture_log_prob
+from .iwae import _BoundScore
+from .vae import VAE, VAEModule
+
+__all__ = ["VampPrior", "VampPriorVAE", "VampPriorVAEModule"]
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/K) sum_k q(z | u_k) with K learned pseudo-inputs u of shape (K, *S).
+
+    The encoder that defines q is passed to each call (it belongs to the model, and the prior
+    must follow it as it trains): ``encode(u) -> DiagonalGaussian`` with mean (K, D).
+
+    Example
+    -------
+    >>> import torch
+    >>> from latentlab.models.distributions import DiagonalGaussian
+    >>> prior = VampPrior(3, (5,))
+    >>> enc = lambda u: DiagonalGaussian(u[:, :2], torch.zeros(len(u), 2))
+    >>> prior.log_prob(torch.zeros(7, 2), enc).shape, prior.sample(4, enc).shape
+    (torch.Size([7]), torch.Size([4, 2]))
+    """
+
+    def __init__(self, n_components: int, input_shape: tuple[int, ...]):
+        super().__init__()
+        self.pseudo_inputs = nn.Parameter(torch.zeros(n_components, *input_shape))
+
+    def components(self, encode) -> DiagonalGaussian:
+        """The K mixture components q(z | u_k): mean and log-variance of shape (K, D)."""
+        return encode(self.pseudo_inputs)
+
+    def log_prob(self, z: torch.Tensor, encode) -> torch.Tensor:
+        """log p(z), z: (..., D) -> (...)."""
+        q = self.components(encode)
+        return diagonal_gaussian_mixture_log_prob(z, q.mean, q.logvar)
+
+    def sample(self, n: int, encode, generator=None) -> torch.Tensor:
+        """n draws of z ~ p(z): pick a component uniformly, then z ~ q(z | u_k). (n, D)."""
+        q = self.components(encode)
+        dev = q.mean.device
+        idx = torch.randint(q.mean.shape[0], (n,), generator=generator, device=dev)
+        eps = torch.randn(n, q.mean.shape[-1], generator=generator, device=dev, dtype=q.mean.dtype)
+        return q.mean[idx] + q.std[idx] * eps
+
+
+class VampPriorVAEModule(VAEModule):
+    """A VAEModule whose prior is a :class:`VampPrior` over its own encoder's posteriors."""
+
+    def __init__(self, encoder, decoder, likelihood, latent_dim: int, n_pseudo_inputs: int, input_shape):
+        super().__init__(encoder, decoder, likelihood, latent_dim)
+        self.prior = VampPrior(n_pseudo_inputs, tuple(input_shape))
+
+    def prior_log_prob(self, z):
+        """log p(z) under the VampPrior, z: (..., D) -> (...)."""
+        return self.prior.log_prob(z, self.encode)
+
+    def sample_prior(self, n: int, generator=None, device=None):
+        """n draws of z ~ p(z), (n, D) (on the model's device)."""
+        return self.prior.sample(n, self.encode, generator=generator)
+
+
+class _PseudoInputs:
+    """Initialise the pseudo-inputs of a VampPrior from random training examples."""
+
+    def _prepare_build(self, A, train_rows):
+        super()._prepare_build(A, train_rows)
+        if not self._uses_vamp():
+            return
+        rows = np.arange(A.shape[0]) if train_rows is None else np.asarray(train_rows)
+        K = int(self.n_pseudo_inputs)
+        rng = np.random.default_rng(self.seed)
+        pick = np.sort(rng.choice(rows, size=K, replace=K > len(rows)))
+        u = self._apply_scaler(np.asarray(A[pick], dtype=np.float32))
+        self._pseudo_init = torch.from_numpy(np.ascontiguousarray(u)).reshape(K, *self._module_shape())
+
+    def _init_pseudo_inputs(self, prior: VampPrior) -> None:
+        init = getattr(self, "_pseudo_init", None)
+        if init is not None:
+            with torch.no_grad():
+                prior.pseudo_inputs.copy_(init)
+
+    def _fit(self, X, cond, **kw):
+        try:
+            return super()._fit(X, cond, **kw)
+        finally:
+            self.__dict__.pop("_pseudo_init", None)
+
+    def _uses_vamp(self) -> bool:
+        return True
+
+
+@register
+class VampPriorVAE(_PseudoInputs, _BoundScore, VAE):
+    """A VAE with the VampPrior: p(z) = (1/K) sum_k q(z | u_k) over K learned pseudo-inputs.
+
+    The pseudo-inputs start as ``n_pseudo_inputs`` random training examples (see the module
+    docstring). ``sample`` draws from the mixture; the training loss is the negative ELBO with
+    a Monte-Carlo KL, log q(z|x) - log p(z) at z ~ q(z|x) (or, with k > 1, the importance-
+    weighted bound under the same prior).
+
+    Parameters
+    ----------
+    n_pseudo_inputs : int
+        K, the number of mixture components (Tomczak & Welling use 500 on MNIST).
+    k : int
+        Importance samples in the training bound; 1 (default) is the ELBO.
+    c, mc_samples, warmup_epochs : as for :class:`IWAE` (c weights log p(z) - log q(z|x)).
+    free_bits : must be 0 (the KL has no closed form).
+    latent_dim, hidden, activation, architecture, channels, likelihood, sigma, scale, epochs,
+    batch_size, lr, optimizer, weight_decay, lr_schedule, patience, validation_fraction,
+    grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
+        as for :class:`VAE`.
+
+    Attributes
+    ----------
+    module_ : VampPriorVAEModule; ``module_.prior.pseudo_inputs`` (K, *S) in model space.
+    history_ : per epoch: train_/val_ loss, iw_bound, rec, kl (Monte-Carlo), elbo; lr, time_s.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from latentlab import VampPriorVAE
+    >>> from latentlab.datasets import load_digits
+    >>> X = (load_digits().data > 0.5).astype(np.float32)
+    >>> vamp = VampPriorVAE(latent_dim=4, n_pseudo_inputs=20, hidden=(64,), epochs=2, verbose=False).fit(X)
+    >>> vamp.sample(3, seed=0).shape, vamp.module_.prior.pseudo_inputs.shape
+    ((3, 64), torch.Size([20, 64]))
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        n_pseudo_inputs: int = 500,
+        k: int = 1,
+        hidden=(256, 128),
+        activation: str = "relu",
+        architecture: str = "mlp",
+        channels=(32, 64),
+        likelihood: str = "auto",
+        sigma="learned",
+        c: float = 1.0,
+        mc_samples: int = 1,
+        warmup_epochs: float = 0.0,
+        free_bits: float = 0.0,
+        scale=None,
+        epochs: int = 100,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
+        patience: int | None = 10,
+        validation_fraction: float = 0.1,
+        grad_clip: float | None = None,
+        ema: float | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = False,
+        verbose: bool | None = None,
+        checkpoint_dir=None,
+    ):
+        self.latent_dim = latent_dim
+        self.n_pseudo_inputs = n_pseudo_inputs
+        self.k = k
+        self.hidden = hidden
+        self.activation = activation
+        self.architecture = architecture
+        self.channels = channels
+        self.likelihood = likelihood
+        self.sigma = sigma
+        self.c = c
+        self.mc_samples = mc_samples
+        self.warmup_epochs = warmup_epochs
+        self.free_bits = free_bits
+        self.scale = scale
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.grad_clip = grad_clip
+        self.ema = ema
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+
+    def _validate_params(self):
+        super()._validate_params()
+        check_int(self.n_pseudo_inputs, "n_pseudo_inputs")
+        check_int(self.k, "k")
+        self._check_no_free_bits()
+
+    def _build_module(self):
+        d = int(self.latent_dim)
+        enc, dec = self._networks(2 * d, d)
+        module = VampPriorVAEModule(enc, dec, self._make_likelihood(), d, int(self.n_pseudo_inputs), self._module_shape())
+        self._init_pseudo_inputs(module.prior)
+        return module
+
+    def _objective(self):
+        return ImportanceWeightedBound(self.k, self.mc_samples, self.c, self.warmup_epochs)
