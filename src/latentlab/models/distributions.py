@@ -133,15 +133,20 @@ def _flat(t: torch.Tensor, batch_dims: int) -> torch.Tensor:
 
 
 class Bernoulli(Likelihood):
-    """Bernoulli on logits, for binary data: log p = -BCE(logits, x), summed over features."""
+    """Bernoulli on logits, for binary data: log p = x l - softplus(l) = -BCE(logits, x), summed over features."""
 
     name = "bernoulli"
 
     def log_prob(self, x, out):
         # out: (..., B, *F) logits; x: (B, *F) broadcast over leading sample dims.
-        nd = out.dim() - (x.dim() - 1)  # batch dims of the result, counted before x is expanded
-        x = x.expand_as(out) if x.shape != out.shape else x
-        return -_flat(F.binary_cross_entropy_with_logits(out, x, reduction="none"), nd).sum(-1)
+        # log p = sum_j [x_j l_j - softplus(l_j)]: the x.l term is one contraction against x
+        # (never expanded to out's shape), the softplus one pass; about twice as fast as
+        # binary_cross_entropy_with_logits on (K, B, F) logits, which matters for the
+        # importance-sampled likelihood (K samples per example).
+        nd = out.dim() - (x.dim() - 1)  # batch dims of the result (sample dims, then B)
+        lf = _flat(out, nd)  # (..., B, F)
+        xf = x.reshape(x.shape[0], -1).to(lf.dtype)  # (B, F)
+        return torch.einsum("...bf,bf->...b", lf, xf) - F.softplus(lf).sum(-1)
 
     def mean(self, out):
         return torch.sigmoid(out)

@@ -1,0 +1,118 @@
+"""Importance-sampled test log-likelihood (K = 5000) against the GEMM lower bound for its FLOPs.
+
+The model is the throughput benchmark's MLP VAE 784-400-20 (Bernoulli), trained for a few epochs
+on the static-MNIST training split. ``latentlab.evaluation.log_likelihood`` then estimates
+log p(x) on test images with K importance samples each; almost all of its FLOPs are the decoder's
+two matrix multiplies for the n * K latent samples, (n K, 20) x (20, 400) and (n K, 400) x
+(400, 784). In the same process, the script times those two multiplies alone on row blocks of the
+size the evaluation uses, and reports the evaluation's time as a multiple of that bound (goal:
+<= 1.5x). The rest of the evaluation (noise, the Bernoulli log-density over 784 pixels per sample,
+the running logsumexp) is what the ratio measures.
+
+    python benchmarks/is_eval.py                  # 1000 test images, K = 5000
+    python benchmarks/is_eval.py --n-test 10000   # the whole test split (about 10x longer)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import find_mnist, machine_line, write_section  # noqa: E402
+
+
+def gemm_rows_per_second(rows: int, d: int, h: int, f: int, seconds: float = 3.0) -> float:
+    """Latent samples per second that the decoder's two multiplies alone allow (float32)."""
+    import torch
+
+    z = torch.randn(rows, d)
+    w1, w2 = torch.randn(h, d), torch.randn(f, h)
+    hid, out = torch.empty(rows, h), torch.empty(rows, f)
+    for _ in range(2):  # warm-up
+        torch.mm(z, w1.t(), out=hid)
+        torch.mm(hid, w2.t(), out=out)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(z, w1.t(), out=hid)
+        torch.mm(hid, w2.t(), out=out)
+        n += 1
+    return n * rows / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--n-test", type=int, default=1000, help="test images (the first N of a seeded permutation)")
+    ap.add_argument("--k", type=int, default=5000)
+    ap.add_argument("--epochs", type=int, default=3, help="training epochs before the evaluation")
+    ap.add_argument("--rounds", type=int, default=2, help="GEMM-bound measurements around the evaluation")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from latentlab import VAE
+    from latentlab.evaluation import log_likelihood
+    from latentlab.evaluation.likelihood import _default_sizes
+
+    path = find_mnist(args.data)
+    if path is None:
+        print("binarized_mnist.npz not found: pass --data or set LATENTLAB_DATA", file=sys.stderr)
+        return 2
+    d = np.load(path)
+    train = np.ascontiguousarray(d["train"])
+    test = np.ascontiguousarray(d["test"])
+    idx = np.sort(np.random.default_rng(0).permutation(len(test))[: args.n_test])
+    test = test[idx]
+    D, H, F = 20, 400, 784
+    vae = VAE(latent_dim=D, hidden=(H,), likelihood="bernoulli", epochs=args.epochs, batch_size=128,
+              validation_fraction=0.0, seed=0, device="cpu", verbose=False).fit(train)
+    chunk, bs = _default_sizes(torch.device("cpu"), args.k, len(test), None, None)
+    rows = chunk * bs  # latent samples per decoder call in the evaluation
+    print(f"{machine_line()}; torch threads {torch.get_num_threads()}")
+    print(f"model 784-{H}-{D}, trained {args.epochs} epochs; {len(test)} test images, K = {args.k}; "
+          f"decoder calls of {chunk} samples x {bs} images = {rows} rows")
+
+    bounds = [gemm_rows_per_second(rows, D, H, F)]
+    t0 = time.perf_counter()
+    ll = log_likelihood(vae, test, k=args.k, seed=0)
+    eval_s = time.perf_counter() - t0
+    bounds.append(gemm_rows_per_second(rows, D, H, F))
+    rate = max(bounds)  # the faster measurement: the tighter bound
+    samples = len(test) * args.k
+    bound_s = samples / rate
+    gflops = 2 * (D * H + H * F) * rate / 1e9
+    ratio = eval_s / bound_s
+    print(f"log p(x) = {ll.mean:.2f} +- {ll.se:.2f} nats (test NLL {-ll.mean:.2f})")
+    print(f"evaluation {eval_s:.1f} s; decoder GEMMs alone {bound_s:.1f} s ({gflops:.0f} GFLOP/s) -> "
+          f"{ratio:.2f}x the bound (goal <= 1.5x)")
+
+    if not args.no_write:
+        cmd = "python benchmarks/is_eval.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv if argv is not None else sys.argv[1:]))
+        body = "\n".join([
+            f"`{cmd}`",
+            "",
+            f"Machine: {machine_line()}; torch threads {torch.get_num_threads()}. MLP VAE 784-{H}-{D}, Bernoulli, "
+            f"trained {args.epochs} epochs; `latentlab.evaluation.log_likelihood` with K = {args.k} on "
+            f"{len(test)} test images (seeded random subset unless all 10,000), decoder calls of {rows} latent samples. "
+            "The bound is the time of the decoder's two matrix multiplies alone for the same number of samples, "
+            "timed in the same process before and after the evaluation (the faster of the two).",
+            "",
+            "| test images | K | evaluation (s) | GEMM bound (s) | GEMM rate | ratio (goal <= 1.5x) | test NLL (this short-trained model) |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {len(test)} | {args.k} | {eval_s:.1f} | {bound_s:.1f} | {gflops:.0f} GFLOP/s | {ratio:.2f}x | {-ll.mean:.2f} ± {ll.se:.2f} |",
+        ])
+        write_section("Importance-sampled log-likelihood, K = 5000", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
