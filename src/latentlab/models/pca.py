@@ -23,6 +23,20 @@ def _covariance(Xc: np.ndarray) -> np.ndarray:
     return np.triu(upper) + np.triu(upper, 1).T
 
 
+def _centred_scatter(Xf: np.ndarray, mean: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """(Xf - mean)^T (Xf - mean) without a centred copy of Xf: blocks of ``rows`` rows are centred
+    into one reused buffer (it stays in cache, and no n x F array is allocated and faulted in) and
+    accumulated by ``syrk`` (beta = 1) in Xf's precision."""
+    syrk = scipy.linalg.blas.dsyrk if Xf.dtype == np.float64 else scipy.linalg.blas.ssyrk
+    n, F = Xf.shape
+    buf = np.empty((min(n, rows), F), dtype=Xf.dtype)
+    upper = np.zeros((F, F), dtype=Xf.dtype, order="F")
+    for start in range(0, n, rows):
+        b = np.subtract(Xf[start : start + rows], mean, out=buf[: min(rows, n - start)])
+        upper = syrk(1.0, b.T, beta=1.0, c=upper, trans=0, lower=0, overwrite_c=1)
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
 def _on_disk(A) -> bool:
     from ..training.data import ShardedArray
 
@@ -111,9 +125,12 @@ class PCA(LatentModel):
         else:
             Xf = self._apply_scaler(np.asarray(A, dtype=dtype)).reshape(n, -1)
             self.mean_ = Xf.mean(axis=0)
-            Xc = Xf - self.mean_
-            total_var = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64)) / (n - 1)
-            C = _covariance(Xc) / (n - 1) if n >= F else None
+            if n >= F:
+                C = _centred_scatter(np.ascontiguousarray(Xf), self.mean_) / (n - 1)
+                total_var = float(np.trace(C, dtype=np.float64))
+            else:  # fewer samples than features: the SVD of the centred data
+                C, Xc = None, Xf - self.mean_
+                total_var = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64)) / (n - 1)
         if C is not None:
             evals, evecs = scipy.linalg.eigh(C, subset_by_index=[F - k, F - 1], check_finite=False)
             order = np.argsort(evals)[::-1]
