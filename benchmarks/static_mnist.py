@@ -125,6 +125,8 @@ def run(a, path: Path) -> dict:
     t0 = time.perf_counter()
     vae.fit(train, X_val=valid, resume=a.resume)
     train_s = time.perf_counter() - t0
+    # A resumed run's wall time is only its last part: the epochs' own times add up the whole.
+    train_s = max(train_s, sum(h.get("time_s", 0.0) for h in vae.history_))
     vae.save(out / "model")
     best = vae.history_[vae.best_epoch_ - 1]
     print(f"trained {vae.n_epochs_} epochs in {train_s:.0f} s; best epoch {vae.best_epoch_}: "
