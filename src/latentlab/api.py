@@ -311,7 +311,9 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[
     data, split and settings (``epochs`` may raise the number of epochs)."""
     run_dir = Path(run_dir)
     info = _read_run_json(run_dir)
-    config = RunConfig.from_dict(info["config"])
+    config = _run_config(info, run_dir)
+    if config is None:
+        raise CheckpointError(f"{run_dir / RUN_FILE} records no settings to resume with; fit again with `latentlab fit`.")
     if epochs is not None:
         config = dataclasses.replace(config, params={**config.params, "epochs": epochs})
     return fit(config, run_dir, resume=True, command=command)
@@ -395,10 +397,24 @@ def _read_run_json(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a latentlab run file.")
     if info.get("format_version") != RUN_FORMAT:
         raise CheckpointError(
-            f"{path} is in run format {info.get('format_version')}; this latentlab ({__version__}) "
-            f"reads format {RUN_FORMAT}. Refit with this version."
+            f"{path} was written by latentlab {info.get('latentlab_version')} in run format "
+            f"{info.get('format_version')}; this latentlab ({__version__}) reads format {RUN_FORMAT}. "
+            "Open it with the matching latentlab version, or refit with this one."
         )
     return info
+
+
+def _run_config(info: dict[str, Any], run_dir: Path) -> RunConfig | None:
+    """The RunConfig recorded in run.json (None if none); a damaged one is a CheckpointError."""
+    if not info.get("config"):
+        return None
+    try:
+        return RunConfig.from_dict(info["config"])
+    except (ConfigError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{run_dir / RUN_FILE} holds settings latentlab cannot use ({exc}); the file is damaged "
+            "or from another version: fit again."
+        ) from None
 
 
 def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = True) -> Run:
@@ -419,7 +435,7 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     config = None
     if (run_dir / RUN_FILE).is_file():
         info = _read_run_json(run_dir)
-        config = RunConfig.from_dict(info["config"]) if info.get("config") else None
+        config = _run_config(info, run_dir)
     run = Run(model, config, path=run_dir, metrics=info.get("metrics") or {}, info=info)
     if not load_data:
         return run

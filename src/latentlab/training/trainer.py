@@ -276,7 +276,8 @@ def _load_module_state(module: nn.Module, sd: dict[str, torch.Tensor], path) -> 
             detail.append(f"{k} has shape {tuple(sd[k].shape)}, the model needs {tuple(own[k].shape)}")
         raise CheckpointError(
             f"{path} does not match this model's configuration ({'; '.join(detail)}); it was "
-            "saved from a model with other settings."
+            "saved from a model with other settings, or is damaged: use the settings it was saved "
+            "with, or train again."
         )
     with torch.no_grad():
         for k, v in own.items():
@@ -388,33 +389,42 @@ def _train(
     finished = False
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path is not None and path.exists():
-        tensors, ck = read_checkpoint(path)
-        _load_module_state(module, _state_dict_from(tensors, "model."), path)
-        _optimizer_from_files(opt, tensors, ck["optimizer"], flat)
-        if sched is not None and ck.get("scheduler"):
-            sched.load_state_dict(ck["scheduler"])
-        best = _state_dict_from(tensors, "best.")
-        best_state = best or None
-        if ema is not None and ck.get("ema_updates") is not None:
-            ema.load(tensors, ck["ema_updates"])
-        epoch, step0 = ck["epoch"], ck["step"]
-        acc_saved, count_saved = ck.get("acc"), ck.get("count", 0)
-        best_loss = ck["best_loss"] if ck["best_loss"] is not None else math.inf
-        bad_epochs = ck["bad_epochs"]
-        result.history = ck["history"]
-        result.best_epoch = ck["best_epoch"]
-        result.stopped_early = ck.get("stopped_early", False)
-        result.resumed_from = epoch
-        finished = ck.get("stopped_early", False)
-        if step0:
-            # Examples of this epoch already trained on (checkpoints record it; older ones wrote
-            # steps of one process). The epoch's order depends on (seed, epoch) alone, so any
-            # process count continues at the first global batch not yet fully seen.
-            done = ck.get("examples", step0 * config.batch_size)
-            exact = ck.get("world", 1) == world == 1 and done % config.batch_size == 0
-            step0 = done // (config.batch_size * world)
-            if exact and "rng.cpu" in tensors:
-                rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
+        try:
+            tensors, ck = read_checkpoint(path)
+            _load_module_state(module, _state_dict_from(tensors, "model."), path)
+            _optimizer_from_files(opt, tensors, ck["optimizer"], flat)
+            if sched is not None and ck.get("scheduler"):
+                sched.load_state_dict(ck["scheduler"])
+            best = _state_dict_from(tensors, "best.")
+            best_state = best or None
+            if ema is not None and ck.get("ema_updates") is not None:
+                ema.load(tensors, ck["ema_updates"])
+            epoch, step0 = ck["epoch"], ck["step"]
+            acc_saved, count_saved = ck.get("acc"), ck.get("count", 0)
+            best_loss = ck["best_loss"] if ck["best_loss"] is not None else math.inf
+            bad_epochs = ck["bad_epochs"]
+            result.history = ck["history"]
+            result.best_epoch = ck["best_epoch"]
+            result.stopped_early = ck.get("stopped_early", False)
+            result.resumed_from = epoch
+            finished = ck.get("stopped_early", False)
+            if step0:
+                # Examples of this epoch already trained on (checkpoints record it; older ones wrote
+                # steps of one process). The epoch's order depends on (seed, epoch) alone, so any
+                # process count continues at the first global batch not yet fully seen.
+                done = ck.get("examples", step0 * config.batch_size)
+                exact = ck.get("world", 1) == world == 1 and done % config.batch_size == 0
+                step0 = done // (config.batch_size * world)
+                if exact and "rng.cpu" in tensors:
+                    rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            # read_checkpoint checked the format; this is a file with damaged contents
+            raise CheckpointError(
+                f"{path} is a latentlab checkpoint with damaged contents ({type(exc).__name__}: {exc}); "
+                "restore it from a copy, or delete it to train from the start."
+            ) from None
 
     bs = config.batch_size
     gbs = bs * world  # examples per optimiser step across processes
@@ -668,7 +678,7 @@ def _diverged(epoch, step, steps, value, config, path) -> DivergenceError:
         if path is not None and path.exists()
         else ""
     )
-    hint = f"lower the learning rate (lr={config.lr:g} now, try {config.lr / 10:g})"
+    hint = f"lower the learning rate (lr={config.lr:g} now, try {config.lr / 10:g}; --lr on the command line)"
     if config.grad_clip is None:
-        hint += " or clip gradients (grad_clip=1.0)"
+        hint += " or clip gradients (grad_clip=1.0; --grad-clip 1)"
     return DivergenceError(f"training diverged: the loss became {value} at {where}.{kept} To fix it, {hint}.")
