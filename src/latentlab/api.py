@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,11 +101,15 @@ class RunConfig:
     eval_k: int = 100
 
     def __post_init__(self):
-        if self.model not in MODELS:
+        if not isinstance(self.model, str) or self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         check_float(self.test_fraction, "test_fraction", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
         check_int(self.split_seed, "split_seed", low=0)
         check_int(self.eval_k, "eval_k")
+        if not isinstance(self.data, (str, os.PathLike)):
+            raise ConfigError(f"data must be a source name or a path, got {self.data!r}; see `latentlab fit --help`.")
+        if not isinstance(self.params, Mapping):
+            raise ConfigError(f"params must be a mapping of estimator settings, got {self.params!r}.")
         known = set(inspect.signature(MODELS[self.model]).parameters)
         unknown = sorted(set(self.params) - known)
         if unknown:

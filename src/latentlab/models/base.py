@@ -312,7 +312,7 @@ def load(path: str | Path) -> LatentModel:
             "come from different saves or one is damaged. Save the model again."
         )
     name = config.get("class")
-    cls = _REGISTRY.get(name)
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise CheckpointError(
             f"{path} holds a model of class {name!r}, which this latentlab does not know; known: "

@@ -262,6 +262,14 @@ def _state_dict_from(tensors, prefix):
 
 def _load_module_state(module: nn.Module, sd: dict[str, torch.Tensor], path) -> None:
     own = module.state_dict()
+    _check_module_state(own, sd, path)
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(sd[k].to(v.device, v.dtype))
+
+
+def _check_module_state(own: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], path) -> None:
+    """CheckpointError unless ``sd`` has exactly the entries of ``own``, with the same shapes."""
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
     wrong = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
@@ -279,9 +287,97 @@ def _load_module_state(module: nn.Module, sd: dict[str, torch.Tensor], path) -> 
             "saved from a model with other settings, or is damaged: use the settings it was saved "
             "with, or train again."
         )
-    with torch.no_grad():
-        for k, v in own.items():
-            v.copy_(sd[k].to(v.device, v.dtype))
+
+
+def _damaged(path, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is a latentlab checkpoint with damaged contents ({what}); restore it from a copy, "
+        "or delete it to train from the start."
+    )
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_numbers_like(loaded, fresh, path, what: str) -> None:
+    """Every number (or list of numbers) of ``fresh`` is a number (list) in ``loaded`` too."""
+    if not isinstance(loaded, dict):
+        raise _damaged(path, f"{what} is not a mapping")
+    for k, v in fresh.items():
+        w = loaded.get(k)
+        if _is_number(v) and not _is_number(w):
+            raise _damaged(path, f"{what} {k!r} is {w!r}, not a number")
+        if isinstance(v, (tuple, list)) and all(map(_is_number, v)):
+            if not (isinstance(w, (tuple, list)) and len(w) == len(v) and all(map(_is_number, w))):
+                raise _damaged(path, f"{what} {k!r} is {w!r}, not {len(v)} numbers")
+
+
+# The per-parameter optimiser state each optimiser needs to take a step.
+_OPTIM_STATE = {torch.optim.SGD: ("momentum_buffer",), torch.optim.Adam: ("step", "exp_avg", "exp_avg_sq"),
+                torch.optim.AdamW: ("step", "exp_avg", "exp_avg_sq")}
+
+
+def _check_checkpoint(path, ck, tensors, module, opt, sched, flat) -> None:
+    """Check a checkpoint's entries against this run before any is used (a damaged or foreign
+    file becomes a CheckpointError here, not a crash later in training)."""
+    required = {"epoch": _is_count, "step": _is_count, "bad_epochs": _is_count,
+                "history": lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v),
+                "best_loss": lambda v: v is None or _is_number(v),
+                "best_epoch": lambda v: v is None or _is_count(v),
+                "optimizer": lambda v: isinstance(v, dict) and isinstance(v.get("param_groups"), list)
+                and isinstance(v.get("scalars"), dict)}
+    optional = {"acc": lambda v: v is None or isinstance(v, list) and all(map(_is_number, v)),
+                "count": _is_count, "examples": _is_count, "world": lambda v: _is_count(v) and v >= 1,
+                "stopped_early": lambda v: isinstance(v, bool), "ema_updates": lambda v: v is None or _is_count(v),
+                "scheduler": lambda v: v is None or isinstance(v, dict)}
+    for key, ok in required.items():
+        if key not in ck or not ok(ck[key]):
+            raise _damaged(path, f"entry {key!r} is {ck.get(key, 'missing')!r}")
+    for key, ok in optional.items():
+        if key in ck and not ok(ck[key]):
+            raise _damaged(path, f"entry {key!r} is {ck[key]!r}")
+    own = module.state_dict()
+    best = _state_dict_from(tensors, "best.")
+    if best:
+        _check_module_state(own, best, path)
+    groups, fresh_groups = ck["optimizer"]["param_groups"], opt.state_dict()["param_groups"]
+    if len(groups) != len(fresh_groups):
+        raise _damaged(path, f"{len(groups)} optimiser parameter group(s), this run has {len(fresh_groups)}")
+    for g, f in zip(groups, fresh_groups):
+        _check_numbers_like(g, {k: v for k, v in f.items() if k != "params"}, path, "optimiser setting")
+    if sched is not None and ck.get("scheduler"):
+        _check_numbers_like(ck["scheduler"], sched.state_dict(), path, "schedule setting")
+    params = flat.params if flat is not None else [p for p in module.parameters() if p.requires_grad]
+    need = next((v for cls, v in _OPTIM_STATE.items() if type(opt) is cls), ())
+    state: dict[str, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            parts = key.split(".", 2)
+            if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(params):
+                raise _damaged(path, f"optimiser entry {key!r} names no parameter of this model")
+            state.setdefault(parts[1], {})[parts[2]] = v
+    for key, v in ck["optimizer"]["scalars"].items():
+        pid = key.split(".", 1)[0]
+        if not pid.isdigit() or int(pid) >= len(params) or not _is_number(v):
+            raise _damaged(path, f"optimiser entry {key!r} = {v!r}")
+        state.setdefault(pid, {})[key.split(".", 1)[-1]] = v
+    for pid, st in state.items():
+        p = params[int(pid)]
+        lacking = [k for k in need if k not in st]
+        wrong = [k for k, v in st.items() if k != "step" and isinstance(v, torch.Tensor) and v.shape != p.shape]
+        step = st.get("step", 0)
+        if not (_is_number(step) or isinstance(step, torch.Tensor) and step.numel() == 1):
+            wrong.append("step")
+        if lacking or wrong:
+            raise _damaged(path, f"the optimiser state of parameter {pid} lacks {lacking} or has misshapen {wrong}")
+    rng = tensors.get("rng.cpu")
+    if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        raise _damaged(path, "its random state is not a CPU generator state")
 
 
 def train(
@@ -391,6 +487,7 @@ def _train(
     if resume and path is not None and path.exists():
         try:
             tensors, ck = read_checkpoint(path)
+            _check_checkpoint(path, ck, tensors, module, opt, sched, flat)
             _load_module_state(module, _state_dict_from(tensors, "model."), path)
             _optimizer_from_files(opt, tensors, ck["optimizer"], flat)
             if sched is not None and ck.get("scheduler"):
@@ -420,11 +517,7 @@ def _train(
         except CheckpointError:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
-            # read_checkpoint checked the format; this is a file with damaged contents
-            raise CheckpointError(
-                f"{path} is a latentlab checkpoint with damaged contents ({type(exc).__name__}: {exc}); "
-                "restore it from a copy, or delete it to train from the start."
-            ) from None
+            raise _damaged(path, f"{type(exc).__name__}: {exc}") from None
 
     bs = config.batch_size
     gbs = bs * world  # examples per optimiser step across processes
@@ -556,6 +649,8 @@ def _train(
                         term_names = list(terms)
                     vals = torch.stack([terms[k].detach() for k in term_names]).to(torch.float64)
                     b = hi - lo
+                    if acc is not None and acc.shape != vals.shape:  # only sums read from a checkpoint can differ
+                        raise _damaged(path, f"its running sums have {acc.numel()} terms, the objective {vals.numel()}")
                     acc = vals * b if acc is None else acc.add_(vals, alpha=b)
                     count += b
                     bar.update(1)
