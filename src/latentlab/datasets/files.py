@@ -87,7 +87,7 @@ def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
     except DataError:
         raise
     except Exception as exc:  # zipfile, zlib and NumPy's header parser raise many types on damaged files
-        raise DataError(f"{path} is not a readable .npz file ({exc}); it is truncated or corrupt, or holds objects.") from None
+        raise DataError(f"{path} is not a readable .npz file ({exc}); it is truncated or corrupt, or holds objects: write it again with np.savez, numbers only.") from None
     raise DataError(f"{path} holds several arrays {keys}; pick one with {path}:KEY (e.g. {path}:{keys[0]}).")
 
 
@@ -113,12 +113,12 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None) -> Dataset
         raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv or .tsv file.") from None
     rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r and any(c.strip() for c in r)]
     if not rows:
-        raise DataError(f"{path} has no rows; it is empty.")
+        raise DataError(f"{path} has no rows; it is empty: write one example per line.")
     header = None
     if not all(_is_number(c) or not c.strip() for c in rows[0]):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
-        raise DataError(f"{path} has a header but no data rows.")
+        raise DataError(f"{path} has a header but no data rows; add one example per line below it.")
     width = len(header) if header is not None else len(rows[0])
     for i, r in enumerate(rows):
         if len(r) != width:
