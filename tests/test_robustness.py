@@ -295,6 +295,14 @@ def test_divergence_on_the_command_line(tmp_path, capsys):
     assert cli.main([*argv, "--grad-clip", "1", "--epochs", "3", "--out", str(tmp_path / "r2")]) == 0
 
 
+def test_grad_clip_is_a_documented_option(capsys):
+    for model in ("ae", "vae"):
+        assert cli.main(["fit", model, "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--grad-clip GRAD_CLIP [float or None] Clip the global gradient norm" in out
+    assert Autoencoder(grad_clip=0.5)._train_config().grad_clip == 0.5
+
+
 # ------------------------------------------------------------------ SIGKILL while checkpointing
 # A process that imports latentlab once, then forks one training process per line it reads and
 # reports its pid and, once it is gone, "dead". Forking skips the seconds of start-up per process,

@@ -125,13 +125,16 @@ def _docs_for(cls) -> dict[str, str]:
     from .api import MODELS
     from .config import TrainConfig
 
+    def reference(text: str) -> bool:  # "as for Autoencoder", "see latentlab.TrainConfig"
+        return "as for" in text or "latentlab.TrainConfig" in text
+
     own = _param_docs(cls)
     pool: dict[str, str] = {}
-    for other in [*MODELS.values(), TrainConfig]:
+    for other in [TrainConfig, *MODELS.values()]:  # the training settings' own words first
         for k, v in _param_docs(other).items():
-            if "as for" not in v and k not in pool:
+            if not reference(v) and k not in pool:
                 pool[k] = v
-    return {k: (pool.get(k, v) if "as for" in v else v) for k, v in own.items()} | {k: v for k, v in pool.items() if k not in own}
+    return {k: (pool.get(k, v) if reference(v) else v) for k, v in own.items()} | {k: v for k, v in pool.items() if k not in own}
 
 
 def _show_default(v: Any) -> str:
