@@ -260,7 +260,9 @@ def _cmd_fit(args, argv) -> int:
     def human():
         c = run.config
         m = run.metrics
-        what = f"{c.model} (latent size {run.model.latent_dim}) on {c.data}"
+        k, d1 = api.code_size(run.model), int(run.model.latent_dim)
+        size = f"latent size {k}" + (f": [z1 | z2] = {d1} + {k - d1}" if k != d1 else "")
+        what = f"{c.model} ({size}) on {c.data}"
         sizes = f"{m.get('n_train')} train" + (f" / {m['n_test']} test" if m.get("n_test") else "")
         ep = f", {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}" if "epochs" in m else ""
         print(f"fitted {what}: {sizes}{ep}, {m.get('fit_time_s', 0):.1f} s")

@@ -362,6 +362,8 @@ def latent_traversals(model, X, image_shape=None, *, dims: int = 8, steps: int =
 def latent_scatter(model, X, y=None, *, max_points: int = 5000, cond=None) -> Figure:
     """The codes of X in a 2-D latent space, coloured by label ``y`` when given. ``cond``: a
     conditional VAE's conditions, one per row of X (each row is encoded with its own)."""
+    import matplotlib
+
     from .api import codes
 
     X = np.asarray(X[:max_points])
@@ -370,8 +372,18 @@ def latent_scatter(model, X, y=None, *, max_points: int = 5000, cond=None) -> Fi
     ax = fig.add_subplot()
     if y is not None:
         y = np.asarray(y[:max_points])
-        sc = ax.scatter(Z[:, 0], Z[:, 1], c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5 if y.max() < 10 else None)
-        fig.colorbar(sc, ax=ax, ticks=np.unique(y)[:10], label="label")
+        names = None
+        if y.dtype.kind not in "iub":  # text (or float) labels: colour by their index
+            names, y = np.unique(y, return_inverse=True)
+        cmap, vmax = "tab10", 9.5 if y.max() < 10 else None
+        if names is not None and len(names) <= 10:  # one colour a class, as many as there are
+            from matplotlib.colors import ListedColormap
+
+            cmap, vmax = ListedColormap(matplotlib.colormaps["tab10"].colors[: len(names)]), len(names) - 0.5
+        sc = ax.scatter(Z[:, 0], Z[:, 1], c=y, cmap=cmap, s=6, vmin=-0.5, vmax=vmax)
+        cb = fig.colorbar(sc, ax=ax, ticks=np.unique(y)[:10], label="label")
+        if names is not None:
+            cb.set_ticklabels([str(v) for v in names[np.unique(y)[:10]]])
     else:
         ax.scatter(Z[:, 0], Z[:, 1], s=6)
     ax.set_xlabel("z0")
