@@ -45,6 +45,7 @@ __all__ = [
     "reconstruct",
     "sample",
     "interpolate",
+    "interpolate_codes",
     "compare",
     "report",
     "demo",
@@ -54,6 +55,18 @@ __all__ = [
     "split_data",
     "write_array",
     "RUN_FILE",
+    "CONDITIONAL",
+    "load_dataset",
+    "read_labels",
+    "is_conditional",
+    "condition_of",
+    "condition_source",
+    "codes",
+    "decode",
+    "code_size",
+    "parse_labels",
+    "sample_labels",
+    "write_figure",
 ]
 
 #: Model names on the command line -> estimator classes. A new model is one line here.
@@ -771,24 +784,26 @@ def decode_random(model: LatentModel, n: int, seed: int = 0, *, y=None) -> np.nd
     return np.asarray(X).reshape(n, -1)
 
 
-def sample(run_dir: str | Path, n: int, *, seed: int = 0, label: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def sample(run_dir: str | Path, n: int, *, seed: int = 0, label: str | None = None, return_labels: bool = False):
     """``n`` decoded random latent points from the model in ``run_dir`` (see :func:`decode_random`),
-    and for a conditional VAE their conditions: ``label`` as for :func:`parse_labels` (a comma
-    list of classes, shared equally; default: every class), (n,) or (n, m); else None.
+    (n, n_features). A conditional VAE decodes under ``label``, as for :func:`parse_labels` (a
+    comma list of classes, shared equally; default: every class). With ``return_labels``, also
+    the conditions used: (n,) labels or (n, m) side inputs, or None for other models.
 
     Example
     -------
-    >>> X, y = sample("runs/cvae", 20, label="3,5")  # doctest: +SKIP
-    >>> X.shape, y.tolist()[:3], y.tolist()[-3:]      # doctest: +SKIP
+    >>> X, y = sample("runs/cvae", 20, label="3,5", return_labels=True)  # doctest: +SKIP
+    >>> X.shape, y.tolist()[:3], y.tolist()[-3:]                          # doctest: +SKIP
     ((20, 64), [3, 3, 3], [5, 5, 5])
     """
     model = load(run_dir)
-    if not is_conditional(model):
-        if label is not None:
-            raise ConfigError(f"--label gives the condition of a conditional model, and {_model_name(model)} takes none; drop --label.")
-        return decode_random(model, n, seed), None
-    y = sample_labels(model, n, None if label is None else parse_labels(model, label))
-    return decode_random(model, n, seed, y=y), y
+    y = None
+    if is_conditional(model):
+        y = sample_labels(model, n, None if label is None else parse_labels(model, label))
+    elif label is not None:
+        raise ConfigError(f"--label gives the condition of a conditional model, and {_model_name(model)} takes none; drop --label.")
+    X = decode_random(model, n, seed, y=y)
+    return (X, y) if return_labels else X
 
 
 def _cond_features(model: LatentModel, y) -> np.ndarray:

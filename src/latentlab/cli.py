@@ -320,7 +320,7 @@ def _cmd_sample(args, argv) -> int:
     from . import api
 
     run = api.open_run(args.run_dir, load_data=False)
-    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label)
+    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True)
     shape = _image_shape(run)
     if y is not None and y.ndim == 1 and args.out.lower().endswith(".png") and shape is not None:
         from . import plots
