@@ -667,6 +667,13 @@ def _unrecognized(args, extra: list[str]) -> str:
 
     words = [w for w in (getattr(args, "command", None), getattr(args, "model", None)) if w]
     prog = " ".join(["latentlab", *words])
+    cond = [e.split("=", 1)[0] for e in extra if e.split("=", 1)[0] in ("--labels", "--label-column")]
+    if cond and getattr(args, "command", None) == "fit" and getattr(args, "model", None):
+        from .api import CONDITIONAL
+
+        return (f"{prog}: {cond[0]} gives the condition of a conditional model, and {args.model} takes none; "
+                f"fit {' or '.join(CONDITIONAL)} to condition on labels, or drop it.")
+
     hint = ""
     if getattr(args, "command", None) == "fit":
         for e in extra:
@@ -675,11 +682,6 @@ def _unrecognized(args, extra: list[str]) -> str:
             if e.startswith("--") and owners:
                 hint = f" ({e.split('=', 1)[0]} is an option of {', '.join(owners)})"
                 break
-            if e.split("=", 1)[0] in ("--labels", "--label-column") and getattr(args, "model", None):
-                from .api import CONDITIONAL
-
-                return (f"{prog}: {e.split('=', 1)[0]} gives the condition of a conditional model, and "
-                        f"{args.model} takes none; fit {' or '.join(CONDITIONAL)} to condition on labels, or drop it.")
     return f"{prog}: unrecognized argument(s) {' '.join(extra)}{hint}; see '{prog} --help'."
 
 
