@@ -241,6 +241,9 @@ def is_conditional(model: LatentModel) -> bool:
 
 def check_condition_options(model: str, labels=None, label_column=None) -> None:
     """A clear error for a condition given to a model that takes none, or given twice."""
+    for opt, v in (("labels", labels), ("label_column", label_column)):
+        if v is not None and not isinstance(v, (str, Path)):
+            raise ConfigError(f"{opt} must be a file path or a column name, got {v!r}.")
     opts = [o for o, v in (("--labels", labels), ("--label-column", label_column)) if v is not None]
     if opts and model not in CONDITIONAL:
         raise ConfigError(
