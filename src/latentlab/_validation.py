@@ -65,7 +65,7 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
         raise DataError(f"{name} has {arr.ndim} dimensions; at most 4 (n, C, H, W) are supported.")
     if arr.shape[0] < min_samples:
         what = "is empty (0 samples)" if arr.shape[0] == 0 else f"has {arr.shape[0]} sample(s)"
-        raise DataError(f"{name} {what}; at least {min_samples} are needed here.")
+        raise DataError(f"{name} {what}; at least {min_samples} are needed here: pass {min_samples} or more examples (rows).")
     if int(np.prod(arr.shape[1:])) == 0:
         raise DataError(
             f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; "

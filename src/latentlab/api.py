@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,11 +126,15 @@ class RunConfig:
     label_column: str | None = None
 
     def __post_init__(self):
-        if self.model not in MODELS:
+        if not isinstance(self.model, str) or self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         check_float(self.test_fraction, "test_fraction", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
         check_int(self.split_seed, "split_seed", low=0)
         check_int(self.eval_k, "eval_k")
+        if not isinstance(self.data, (str, os.PathLike)):
+            raise ConfigError(f"data must be a source name or a path, got {self.data!r}; see `latentlab fit --help`.")
+        if not isinstance(self.params, Mapping):
+            raise ConfigError(f"params must be a mapping of estimator settings, got {self.params!r}.")
         known = set(inspect.signature(MODELS[self.model]).parameters)
         unknown = sorted(set(self.params) - known)
         if unknown:
@@ -541,7 +546,9 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[
     data, split and settings (``epochs`` may raise the number of epochs)."""
     run_dir = Path(run_dir)
     info = _read_run_json(run_dir)
-    config = RunConfig.from_dict(info["config"])
+    config = _run_config(info, run_dir)
+    if config is None:
+        raise CheckpointError(f"{run_dir / RUN_FILE} records no settings to resume with; fit again with `latentlab fit`.")
     if epochs is not None:
         config = dataclasses.replace(config, params={**config.params, "epochs": epochs})
     return fit(config, run_dir, resume=True, command=command)
@@ -627,10 +634,24 @@ def _read_run_json(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a latentlab run file.")
     if info.get("format_version") != RUN_FORMAT:
         raise CheckpointError(
-            f"{path} is in run format {info.get('format_version')}; this latentlab ({__version__}) "
-            f"reads format {RUN_FORMAT}. Refit with this version."
+            f"{path} was written by latentlab {info.get('latentlab_version')} in run format "
+            f"{info.get('format_version')}; this latentlab ({__version__}) reads format {RUN_FORMAT}. "
+            "Open it with the matching latentlab version, or refit with this one."
         )
     return info
+
+
+def _run_config(info: dict[str, Any], run_dir: Path) -> RunConfig | None:
+    """The RunConfig recorded in run.json (None if none); a damaged one is a CheckpointError."""
+    if not info.get("config"):
+        return None
+    try:
+        return RunConfig.from_dict(info["config"])
+    except (ConfigError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{run_dir / RUN_FILE} holds settings latentlab cannot use ({exc}); the file is damaged "
+            "or from another version: fit again."
+        ) from None
 
 
 def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = True, labels: str | None = None,
@@ -655,7 +676,7 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     config = None
     if (run_dir / RUN_FILE).is_file():
         info = _read_run_json(run_dir)
-        config = RunConfig.from_dict(info["config"]) if info.get("config") else None
+        config = _run_config(info, run_dir)
     run = Run(model, config, path=run_dir, metrics=info.get("metrics") or {}, info=info)
     if not load_data:
         return run

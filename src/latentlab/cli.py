@@ -127,13 +127,16 @@ def _docs_for(cls) -> dict[str, str]:
     from .api import MODELS
     from .config import TrainConfig
 
+    def reference(text: str) -> bool:  # "as for Autoencoder", "see latentlab.TrainConfig"
+        return "as for" in text or "latentlab.TrainConfig" in text
+
     own = _param_docs(cls)
     pool: dict[str, str] = {}
-    for other in [*MODELS.values(), TrainConfig]:
+    for other in [TrainConfig, *MODELS.values()]:  # the training settings' own words first
         for k, v in _param_docs(other).items():
-            if "as for" not in v and k not in pool:
+            if not reference(v) and k not in pool:
                 pool[k] = v
-    return {k: (pool.get(k, v) if "as for" in v else v) for k, v in own.items()} | {k: v for k, v in pool.items() if k not in own}
+    return {k: (pool.get(k, v) if reference(v) else v) for k, v in own.items()} | {k: v for k, v in pool.items() if k not in own}
 
 
 def _show_default(v: Any) -> str:
@@ -661,8 +664,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------- main
-def _unrecognized(args, extra: list[str]) -> str:
-    """The one-line error for unknown arguments, naming the models that do take an option."""
+def _options_of(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    """The option strings of the (sub)command named by ``words`` ("fit", "vae")."""
+    for w in words:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or w not in sub.choices:
+            break
+        parser = sub.choices[w]
+    return [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+
+
+def _unrecognized(args, extra: list[str], parser: argparse.ArgumentParser | None = None) -> str:
+    """The one-line error for unknown arguments, naming the models that do take an option, or
+    the closest option of this command."""
+    import difflib
+
     from .api import MODELS
 
     words = [w for w in (getattr(args, "command", None), getattr(args, "model", None)) if w]
@@ -681,6 +697,13 @@ def _unrecognized(args, extra: list[str]) -> str:
             owners = [m for m, cls in MODELS.items() if name in inspect.signature(cls).parameters]
             if e.startswith("--") and owners:
                 hint = f" ({e.split('=', 1)[0]} is an option of {', '.join(owners)})"
+                break
+    if not hint and parser is not None:
+        options = _options_of(parser, words)
+        for e in extra:
+            close = difflib.get_close_matches(e.split("=", 1)[0], options, n=1, cutoff=0.75) if e.startswith("--") else []
+            if close:
+                hint = f" (did you mean {close[0]}?)"
                 break
     return f"{prog}: unrecognized argument(s) {' '.join(extra)}{hint}; see '{prog} --help'."
 
@@ -715,7 +738,7 @@ def _main(argv: Sequence[str] | None = None, tag: str = "") -> int:
         except SystemExit as exc:  # --help and --version
             return int(exc.code or 0)
         if extra:
-            raise UsageError(_unrecognized(args, extra))
+            raise UsageError(_unrecognized(args, extra, parser))
         if getattr(args, "command", None) is None:
             parser.print_help(sys.stderr)
             return 2

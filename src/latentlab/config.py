@@ -39,7 +39,8 @@ class TrainConfig:
         Stop when the validation loss has not improved for this many epochs; the best weights are
         restored. None trains for all ``epochs``.
     grad_clip : float or None
-        Clip the global gradient norm to this value.
+        Clip the global gradient norm to this value before each step (e.g. 1.0); a remedy when
+        training diverges. None (default): no clipping.
     seed : int
         Seeds the weight initialisation, the batch order and the noise; a CPU run is repeatable.
     device : str

@@ -11,6 +11,7 @@ __all__ = [
     "DataError",
     "DataTypeError",
     "ConfigError",
+    "UnknownParameterError",
     "CheckpointError",
     "DivergenceError",
     "NotFittedError",
@@ -34,6 +35,10 @@ class DataTypeError(DataError, TypeError):
 
 class ConfigError(LatentlabError, ValueError):
     """A setting is out of its allowed range or unknown."""
+
+
+class UnknownParameterError(ConfigError, TypeError):
+    """An estimator was given a setting it does not have (a misspelt or misplaced keyword)."""
 
 
 class CheckpointError(LatentlabError, ValueError):

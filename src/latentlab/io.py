@@ -121,4 +121,7 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(path.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is corrupt.") from None
+        raise CheckpointError(
+            f"{path} is not valid JSON ({exc}); the file is corrupt: restore it from a copy, or save "
+            "(fit) again."
+        ) from None

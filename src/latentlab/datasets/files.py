@@ -7,7 +7,6 @@ import csv
 import io
 import math
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ def infer_kind(arr) -> str:
     n = arr.shape[0]
     binary = True
     for _, b in iter_chunks(arr):  # a memory map's pages are released as the pass goes
-        if not np.isin(b, (0, 1)).all():
+        if not ((b == 0) | (b == 1)).all():  # np.isin warns on NaN (a cast to the integers' type)
             binary = False
             break
     if binary and n:
@@ -70,7 +69,8 @@ def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
     as predefined splits (then ``data`` is "train")."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # The file is opened here, not by np.load, which leaks its handle when the archive is damaged.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             keys = list(z.files)
             if key is not None:
                 if key not in keys:
@@ -84,10 +84,10 @@ def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
                     if s in keys:
                         ds.splits[s] = _as_dataset(np.ascontiguousarray(z[s]), f"{path}:{s}")
                 return ds
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path} is not a readable .npz file ({exc}); it is truncated or corrupt, or holds objects.") from None
+    except DataError:
+        raise
+    except Exception as exc:  # zipfile, zlib and NumPy's header parser raise many types on damaged files
+        raise DataError(f"{path} is not a readable .npz file ({exc}); it is truncated or corrupt, or holds objects: write it again with np.savez, numbers only.") from None
     raise DataError(f"{path} holds several arrays {keys}; pick one with {path}:KEY (e.g. {path}:{keys[0]}).")
 
 
@@ -131,12 +131,12 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_c
         raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv or .tsv file.") from None
     rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r and any(c.strip() for c in r)]
     if not rows:
-        raise DataError(f"{path} has no rows; it is empty.")
+        raise DataError(f"{path} has no rows; it is empty: write one example per line.")
     header = None
     if not all(_is_number(c) or not c.strip() for c in rows[0]):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
-        raise DataError(f"{path} has a header but no data rows.")
+        raise DataError(f"{path} has a header but no data rows; add one example per line below it.")
     width = len(header) if header is not None else len(rows[0])
     for i, r in enumerate(rows):
         if len(r) != width:

@@ -7,7 +7,10 @@ returns ``self``, fitted state ends in ``_``; they work in a Pipeline, with ``cl
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 
 from .._validation import as_array, check_choice, iter_chunks
 from .._version import __version__
-from ..errors import CheckpointError, DataError, NotFittedError
+from ..errors import CheckpointError, DataError, NotFittedError, UnknownParameterError
 from ..io import atomic_write_text, load_tensors, read_json, save_tensors
 
 __all__ = ["LatentModel", "load", "register", "MODEL_FORMAT"]
@@ -46,6 +49,42 @@ def _jsonable(v):
     return v
 
 
+def _unknown_parameter(cls_name: str, names: list[str], given: list[str], exc: Exception) -> UnknownParameterError:
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        k = unknown[0]
+        close = difflib.get_close_matches(k, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return UnknownParameterError(
+            f"{cls_name} has no parameter {k!r}; {hint}its parameters are {', '.join(names)}."
+        )
+    return UnknownParameterError(
+        f"{cls_name}: {exc}; pass settings by keyword, e.g. {cls_name}(latent_dim=2), from: {', '.join(names)}."
+    )
+
+
+def _checked_init(init):
+    """``init`` that turns an unknown or misplaced argument into :class:`UnknownParameterError`.
+
+    Python's own TypeError names the keyword but not the ones that exist; this names them, with
+    the closest match. The signature is kept (``inspect.signature`` follows ``__wrapped__``), so
+    scikit-learn's ``get_params`` and the command line's options are unchanged.
+    """
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        try:
+            sig.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            names = [p for p in sig.parameters if p != "self"]
+            raise _unknown_parameter(type(self).__name__, names, list(kwargs), exc) from None
+        init(self, *args, **kwargs)
+
+    __init__._latentlab_checked = True
+    return __init__
+
+
 class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: maps X of shape (n, *input_shape) to codes (n, latent_dim) and back.
 
@@ -55,6 +94,21 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     _tuple_params: ClassVar[tuple[str, ...]] = ()
     _fitted_attr: ClassVar[str] = "input_shape_"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_latentlab_checked", False):
+            cls.__init__ = _checked_init(init)
+
+    def set_params(self, **params):
+        """Set parameters (scikit-learn's ``set_params``); an unknown name is an
+        :class:`~latentlab.errors.UnknownParameterError` (a ValueError, as scikit-learn raises)."""
+        names = self._get_param_names()
+        given = [k.split("__", 1)[0] for k in params]
+        if any(k not in names for k in given):
+            raise _unknown_parameter(type(self).__name__, names, given, None)
+        return super().set_params(**params)
 
     # ------------------------------------------------------------------ data in and out
     def _check_X(self, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
@@ -172,11 +226,23 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         }
 
     def _restore_base(self, state: dict[str, Any]) -> None:
-        self.input_shape_ = tuple(state["input_shape"])
+        self.input_shape_ = tuple(int(s) for s in state["input_shape"])
         self.n_features_in_ = int(state["n_features_in"])
         so, sf = state.get("scale_offset"), state.get("scale_factor")
         self.scale_offset_ = None if so is None else np.asarray(so, dtype=np.float32)
         self.scale_factor_ = None if sf is None else np.asarray(sf, dtype=np.float32)
+        F = self.n_features_in_
+        if F < 1 or min(self.input_shape_, default=0) < 1 or int(np.prod(self.input_shape_)) != F:
+            raise CheckpointError(
+                f"the saved input shape {self.input_shape_} does not give the saved {F} features; "
+                "config.json is damaged: save the model again."
+            )
+        for name, v in (("scale_offset", self.scale_offset_), ("scale_factor", self.scale_factor_)):
+            if v is not None and v.shape != (F,):
+                raise CheckpointError(
+                    f"the saved {name} has shape {v.shape}, but the model has {F} features; "
+                    "config.json is damaged: save the model again."
+                )
 
     def save(self, path: str | Path) -> Path:
         """Save to a directory: ``model.safetensors`` (weights) and ``config.json`` (settings,
@@ -246,25 +312,28 @@ def load(path: str | Path) -> LatentModel:
             "come from different saves or one is damaged. Save the model again."
         )
     name = config.get("class")
-    cls = _REGISTRY.get(name)
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise CheckpointError(
             f"{path} holds a model of class {name!r}, which this latentlab does not know; known: "
             f"{sorted(_REGISTRY)}."
         )
     params = config.get("params") or {}
+    if not isinstance(params, dict) or not isinstance(config.get("state"), dict):
+        raise CheckpointError(f"{path / 'config.json'} has no settings or state of a model; the file is damaged: save the model again.")
     try:
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()}
         est = cls(**params)
     except TypeError as exc:
-        raise CheckpointError(f"{path}: the saved settings do not fit {name} ({exc}).") from None
+        raise CheckpointError(f"{path}: the saved settings do not fit {name} ({exc}); save the model again with this latentlab.") from None
     tensors, _ = load_tensors(weights)
     try:
         est._restore(config["state"], tensors)
-    except CheckpointError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
         raise CheckpointError(
-            f"{path}: the saved state does not fit a {name} with these settings ({type(exc).__name__}: {exc})."
+            f"{path}: the saved state does not fit a {name} with these settings ({type(exc).__name__}: {exc}); "
+            "config.json or model.safetensors is damaged: save the model again."
         ) from None
     return est

@@ -276,7 +276,7 @@ class NeuralModel(LatentModel):
         self._restore_extra(state)
         self._validate_params()
         module = self._build_module()
-        _load_module_state(module, tensors, "the saved weights")
+        _load_module_state(module, tensors, "model.safetensors")
         self.device_ = resolve_device(self.device)
         self.module_ = module.to(self.device_).eval()
         self.history_ = state.get("history", [])

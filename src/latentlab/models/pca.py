@@ -236,13 +236,17 @@ class PCA(LatentModel):
         self._restore_base(state)
         k, F = int(self.latent_dim), self.n_features_in_
         comps = tensors["components"].numpy()
-        if comps.shape != (k, F) or tensors["mean"].shape != (F,):
-            from ..errors import CheckpointError
+        expected = {"components": (k, F), "mean": (F,), "explained_variance": (k,),
+                    "explained_variance_ratio": (k,), "singular_values": (k,)}
+        for name, shape in expected.items():
+            if tuple(tensors[name].shape) != shape:
+                from ..errors import CheckpointError
 
-            raise CheckpointError(
-                f"saved PCA components have shape {tuple(comps.shape)}, but the settings say "
-                f"({k}, {F}); the files do not belong together."
-            )
+                raise CheckpointError(
+                    f"the saved PCA {name} has shape {tuple(tensors[name].shape)}, but the settings "
+                    f"(latent_dim={k}, {F} features) need {shape}; the weights and config.json do not "
+                    "belong together: save the model again."
+                )
         self.components_ = comps
         self.explained_variance_ = tensors["explained_variance"].numpy()
         self.explained_variance_ratio_ = tensors["explained_variance_ratio"].numpy()

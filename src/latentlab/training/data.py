@@ -117,7 +117,7 @@ def open_npy(path: str | os.PathLike) -> np.ndarray | ShardedArray:
         raise DataError(f"{p} does not exist; give a .npy file or a folder of .npy shards.")
     try:
         a = np.load(p, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # a damaged header makes NumPy's parser raise many types (SyntaxError, TokenError, ...)
         raise DataError(
             f"{p} is not a readable .npy file ({exc}); write it with np.save, or check that it is "
             "complete."

@@ -262,6 +262,14 @@ def _state_dict_from(tensors, prefix):
 
 def _load_module_state(module: nn.Module, sd: dict[str, torch.Tensor], path) -> None:
     own = module.state_dict()
+    _check_module_state(own, sd, path)
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(sd[k].to(v.device, v.dtype))
+
+
+def _check_module_state(own: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], path) -> None:
+    """CheckpointError unless ``sd`` has exactly the entries of ``own``, with the same shapes."""
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
     wrong = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
@@ -276,11 +284,100 @@ def _load_module_state(module: nn.Module, sd: dict[str, torch.Tensor], path) -> 
             detail.append(f"{k} has shape {tuple(sd[k].shape)}, the model needs {tuple(own[k].shape)}")
         raise CheckpointError(
             f"{path} does not match this model's configuration ({'; '.join(detail)}); it was "
-            "saved from a model with other settings."
+            "saved from a model with other settings, or is damaged: use the settings it was saved "
+            "with, or train again."
         )
-    with torch.no_grad():
-        for k, v in own.items():
-            v.copy_(sd[k].to(v.device, v.dtype))
+
+
+def _damaged(path, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is a latentlab checkpoint with damaged contents ({what}); restore it from a copy, "
+        "or delete it to train from the start."
+    )
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_numbers_like(loaded, fresh, path, what: str) -> None:
+    """Every number (or list of numbers) of ``fresh`` is a number (list) in ``loaded`` too."""
+    if not isinstance(loaded, dict):
+        raise _damaged(path, f"{what} is not a mapping")
+    for k, v in fresh.items():
+        w = loaded.get(k)
+        if _is_number(v) and not _is_number(w):
+            raise _damaged(path, f"{what} {k!r} is {w!r}, not a number")
+        if isinstance(v, (tuple, list)) and all(map(_is_number, v)):
+            if not (isinstance(w, (tuple, list)) and len(w) == len(v) and all(map(_is_number, w))):
+                raise _damaged(path, f"{what} {k!r} is {w!r}, not {len(v)} numbers")
+
+
+# The per-parameter optimiser state each optimiser needs to take a step.
+_OPTIM_STATE = {torch.optim.SGD: ("momentum_buffer",), torch.optim.Adam: ("step", "exp_avg", "exp_avg_sq"),
+                torch.optim.AdamW: ("step", "exp_avg", "exp_avg_sq")}
+
+
+def _check_checkpoint(path, ck, tensors, module, opt, sched, flat) -> None:
+    """Check a checkpoint's entries against this run before any is used (a damaged or foreign
+    file becomes a CheckpointError here, not a crash later in training)."""
+    required = {"epoch": _is_count, "step": _is_count, "bad_epochs": _is_count,
+                "history": lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v),
+                "best_loss": lambda v: v is None or _is_number(v),
+                "best_epoch": lambda v: v is None or _is_count(v),
+                "optimizer": lambda v: isinstance(v, dict) and isinstance(v.get("param_groups"), list)
+                and isinstance(v.get("scalars"), dict)}
+    optional = {"acc": lambda v: v is None or isinstance(v, list) and all(map(_is_number, v)),
+                "count": _is_count, "examples": _is_count, "world": lambda v: _is_count(v) and v >= 1,
+                "stopped_early": lambda v: isinstance(v, bool), "ema_updates": lambda v: v is None or _is_count(v),
+                "scheduler": lambda v: v is None or isinstance(v, dict)}
+    for key, ok in required.items():
+        if key not in ck or not ok(ck[key]):
+            raise _damaged(path, f"entry {key!r} is {ck.get(key, 'missing')!r}")
+    for key, ok in optional.items():
+        if key in ck and not ok(ck[key]):
+            raise _damaged(path, f"entry {key!r} is {ck[key]!r}")
+    own = module.state_dict()
+    best = _state_dict_from(tensors, "best.")
+    if best:
+        _check_module_state(own, best, path)
+    groups, fresh_groups = ck["optimizer"]["param_groups"], opt.state_dict()["param_groups"]
+    if len(groups) != len(fresh_groups):
+        raise _damaged(path, f"{len(groups)} optimiser parameter group(s), this run has {len(fresh_groups)}")
+    for g, f in zip(groups, fresh_groups):
+        _check_numbers_like(g, {k: v for k, v in f.items() if k != "params"}, path, "optimiser setting")
+    if sched is not None and ck.get("scheduler"):
+        _check_numbers_like(ck["scheduler"], sched.state_dict(), path, "schedule setting")
+    params = flat.params if flat is not None else [p for p in module.parameters() if p.requires_grad]
+    need = next((v for cls, v in _OPTIM_STATE.items() if type(opt) is cls), ())
+    state: dict[str, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            parts = key.split(".", 2)
+            if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(params):
+                raise _damaged(path, f"optimiser entry {key!r} names no parameter of this model")
+            state.setdefault(parts[1], {})[parts[2]] = v
+    for key, v in ck["optimizer"]["scalars"].items():
+        pid = key.split(".", 1)[0]
+        if not pid.isdigit() or int(pid) >= len(params) or not _is_number(v):
+            raise _damaged(path, f"optimiser entry {key!r} = {v!r}")
+        state.setdefault(pid, {})[key.split(".", 1)[-1]] = v
+    for pid, st in state.items():
+        p = params[int(pid)]
+        lacking = [k for k in need if k not in st]
+        wrong = [k for k, v in st.items() if k != "step" and isinstance(v, torch.Tensor) and v.shape != p.shape]
+        step = st.get("step", 0)
+        if not (_is_number(step) or isinstance(step, torch.Tensor) and step.numel() == 1):
+            wrong.append("step")
+        if lacking or wrong:
+            raise _damaged(path, f"the optimiser state of parameter {pid} lacks {lacking} or has misshapen {wrong}")
+    rng = tensors.get("rng.cpu")
+    if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        raise _damaged(path, "its random state is not a CPU generator state")
 
 
 def train(
@@ -388,33 +485,39 @@ def _train(
     finished = False
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path is not None and path.exists():
-        tensors, ck = read_checkpoint(path)
-        _load_module_state(module, _state_dict_from(tensors, "model."), path)
-        _optimizer_from_files(opt, tensors, ck["optimizer"], flat)
-        if sched is not None and ck.get("scheduler"):
-            sched.load_state_dict(ck["scheduler"])
-        best = _state_dict_from(tensors, "best.")
-        best_state = best or None
-        if ema is not None and ck.get("ema_updates") is not None:
-            ema.load(tensors, ck["ema_updates"])
-        epoch, step0 = ck["epoch"], ck["step"]
-        acc_saved, count_saved = ck.get("acc"), ck.get("count", 0)
-        best_loss = ck["best_loss"] if ck["best_loss"] is not None else math.inf
-        bad_epochs = ck["bad_epochs"]
-        result.history = ck["history"]
-        result.best_epoch = ck["best_epoch"]
-        result.stopped_early = ck.get("stopped_early", False)
-        result.resumed_from = epoch
-        finished = ck.get("stopped_early", False)
-        if step0:
-            # Examples of this epoch already trained on (checkpoints record it; older ones wrote
-            # steps of one process). The epoch's order depends on (seed, epoch) alone, so any
-            # process count continues at the first global batch not yet fully seen.
-            done = ck.get("examples", step0 * config.batch_size)
-            exact = ck.get("world", 1) == world == 1 and done % config.batch_size == 0
-            step0 = done // (config.batch_size * world)
-            if exact and "rng.cpu" in tensors:
-                rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
+        try:
+            tensors, ck = read_checkpoint(path)
+            _check_checkpoint(path, ck, tensors, module, opt, sched, flat)
+            _load_module_state(module, _state_dict_from(tensors, "model."), path)
+            _optimizer_from_files(opt, tensors, ck["optimizer"], flat)
+            if sched is not None and ck.get("scheduler"):
+                sched.load_state_dict(ck["scheduler"])
+            best = _state_dict_from(tensors, "best.")
+            best_state = best or None
+            if ema is not None and ck.get("ema_updates") is not None:
+                ema.load(tensors, ck["ema_updates"])
+            epoch, step0 = ck["epoch"], ck["step"]
+            acc_saved, count_saved = ck.get("acc"), ck.get("count", 0)
+            best_loss = ck["best_loss"] if ck["best_loss"] is not None else math.inf
+            bad_epochs = ck["bad_epochs"]
+            result.history = ck["history"]
+            result.best_epoch = ck["best_epoch"]
+            result.stopped_early = ck.get("stopped_early", False)
+            result.resumed_from = epoch
+            finished = ck.get("stopped_early", False)
+            if step0:
+                # Examples of this epoch already trained on (checkpoints record it; older ones wrote
+                # steps of one process). The epoch's order depends on (seed, epoch) alone, so any
+                # process count continues at the first global batch not yet fully seen.
+                done = ck.get("examples", step0 * config.batch_size)
+                exact = ck.get("world", 1) == world == 1 and done % config.batch_size == 0
+                step0 = done // (config.batch_size * world)
+                if exact and "rng.cpu" in tensors:
+                    rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise _damaged(path, f"{type(exc).__name__}: {exc}") from None
 
     bs = config.batch_size
     gbs = bs * world  # examples per optimiser step across processes
@@ -546,6 +649,8 @@ def _train(
                         term_names = list(terms)
                     vals = torch.stack([terms[k].detach() for k in term_names]).to(torch.float64)
                     b = hi - lo
+                    if acc is not None and acc.shape != vals.shape:  # only sums read from a checkpoint can differ
+                        raise _damaged(path, f"its running sums have {acc.numel()} terms, the objective {vals.numel()}")
                     acc = vals * b if acc is None else acc.add_(vals, alpha=b)
                     count += b
                     bar.update(1)
@@ -668,7 +773,7 @@ def _diverged(epoch, step, steps, value, config, path) -> DivergenceError:
         if path is not None and path.exists()
         else ""
     )
-    hint = f"lower the learning rate (lr={config.lr:g} now, try {config.lr / 10:g})"
+    hint = f"lower the learning rate (lr={config.lr:g} now, try {config.lr / 10:g}; --lr on the command line)"
     if config.grad_clip is None:
-        hint += " or clip gradients (grad_clip=1.0)"
+        hint += " or clip gradients (grad_clip=1.0; --grad-clip 1)"
     return DivergenceError(f"training diverged: the loss became {value} at {where}.{kept} To fix it, {hint}.")
