@@ -32,7 +32,7 @@ from ._version import __version__
 from .datasets import Dataset
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_open, atomic_write_text, read_json
-from .models import PCA, VAE, Autoencoder, LatentModel, load
+from .models import IWAE, PCA, VAE, Autoencoder, ConditionalVAE, HierarchicalVAE, LatentModel, VampPriorVAE, load
 from .training.data import ShardedArray
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "reconstruct",
     "sample",
     "interpolate",
+    "interpolate_codes",
     "compare",
     "report",
     "demo",
@@ -55,6 +56,18 @@ __all__ = [
     "split_data",
     "write_array",
     "RUN_FILE",
+    "CONDITIONAL",
+    "load_dataset",
+    "read_labels",
+    "is_conditional",
+    "condition_of",
+    "condition_source",
+    "codes",
+    "decode",
+    "code_size",
+    "parse_labels",
+    "sample_labels",
+    "write_figure",
 ]
 
 #: Model names on the command line -> estimator classes. A new model is one line here.
@@ -62,6 +75,10 @@ MODELS: dict[str, type[LatentModel]] = {
     "pca": PCA,
     "ae": Autoencoder,
     "vae": VAE,
+    "iwae": IWAE,
+    "vamp": VampPriorVAE,
+    "hvae": HierarchicalVAE,
+    "cvae": ConditionalVAE,
 }
 
 RUN_FILE = "run.json"
@@ -91,6 +108,12 @@ class RunConfig:
     split_seed : int
     eval_k : int
         Importance samples for the test log-likelihood recorded at the end of :func:`fit`.
+    labels : str or None
+        A conditional model's condition: a file (``.npy``, ``.csv``, ``.tsv``) of one label per
+        row of the data, or of an (n, m) side-input matrix. None: the source's own labels.
+    label_column : str or None
+        For a ``.csv``/``.tsv`` source, the column that holds the condition (it is removed from
+        the features).
     """
 
     model: str
@@ -99,6 +122,8 @@ class RunConfig:
     test_fraction: float = 0.1
     split_seed: int = 0
     eval_k: int = 100
+    labels: str | None = None
+    label_column: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, str) or self.model not in MODELS:
@@ -116,6 +141,7 @@ class RunConfig:
             raise ConfigError(
                 f"{self.model} has no setting(s) {unknown}; its settings are {sorted(known)}."
             )
+        check_condition_options(self.model, self.labels, self.label_column)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -208,6 +234,203 @@ def split_data(ds: Dataset, test_fraction: float = 0.1, seed: int = 0) -> dict[s
     return out
 
 
+# ---------------------------------------------------------------------------------------- conditions
+#: Model names whose estimators take a condition y (labels or side inputs).
+CONDITIONAL = tuple(name for name, cls in MODELS.items() if issubclass(cls, ConditionalVAE))
+
+
+def is_conditional(model: LatentModel) -> bool:
+    """Whether ``model`` is conditioned on labels or side inputs (``transform(X, y)``...)."""
+    return isinstance(model, ConditionalVAE)
+
+
+def check_condition_options(model: str, labels=None, label_column=None) -> None:
+    """A clear error for a condition given to a model that takes none, or given twice."""
+    for opt, v in (("labels", labels), ("label_column", label_column)):
+        if v is not None and not isinstance(v, (str, Path)):
+            raise ConfigError(f"{opt} must be a file path or a column name, got {v!r}.")
+    opts = [o for o, v in (("--labels", labels), ("--label-column", label_column)) if v is not None]
+    if opts and model not in CONDITIONAL:
+        raise ConfigError(
+            f"{' and '.join(opts)} give(s) the condition of a conditional model, and {model} takes none; "
+            f"fit {' or '.join(CONDITIONAL)} to condition on labels, or drop {' and '.join(opts)}."
+        )
+    if len(opts) == 2:
+        raise ConfigError("--labels and --label-column both give the condition; pass one of them.")
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Labels from a file: ``.npy`` (an array (n,) of labels or (n, m) of side inputs; never
+    unpickled), or ``.csv``/``.tsv``/``.txt`` (one column: labels, numbers or text; several
+    columns: an (n, m) matrix of numbers; a header row is detected as for data tables)."""
+    from .datasets.files import labels_from_text, load_table
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels file {path} does not exist; pass --labels FILE.npy or FILE.csv with one label per row.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            y = np.load(path, allow_pickle=False)
+        except Exception as exc:  # NumPy raises many types on damaged or object arrays
+            raise DataError(f"{path} is not a readable .npy array ({exc}); save the labels with np.save.") from None
+    elif suffix in (".csv", ".tsv", ".txt"):
+        import csv
+
+        delim = "\t" if suffix == ".tsv" else ","
+        try:
+            rows = [r for r in csv.reader(path.read_text("utf-8-sig").splitlines(), delimiter=delim) if r and any(c.strip() for c in r)]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv file.") from None
+        if not rows:
+            raise DataError(f"labels file {path} is empty; give one label per row of the data.")
+        if len(rows[0]) > 1:
+            y = load_table(path, delimiter=delim).data
+        else:
+            cells = [r[0] for r in rows]
+            y = labels_from_text(cells, str(path))
+            if y.dtype.kind == "U" and len(cells) > 1 and labels_from_text(cells[1:], str(path)).dtype.kind != "U":
+                y = labels_from_text(cells[1:], str(path))  # a header over numeric labels
+    else:
+        raise DataError(f"labels file {path.name}: unknown type {suffix or '(none)'}; use .npy or .csv.")
+    if y.ndim not in (1, 2) or y.shape[0] == 0:
+        raise DataError(f"{path} holds an array of shape {y.shape}; labels are (n,) or side inputs (n, m).")
+    return y
+
+
+def _with_target(ds: Dataset, y: np.ndarray, what: str) -> Dataset:
+    """``ds`` with ``y`` as its target: one row per row of the data, then of its valid and test
+    splits (in that order) where the source has its own."""
+    parts = [ds, *(ds.splits[s] for s in ("valid", "test") if s in ds.splits)]
+    n = sum(len(p) for p in parts)
+    if y.shape[0] != n:
+        where = f" ({' + '.join(f'{len(p)}' for p in parts)} in train, valid, test order)" if len(parts) > 1 else ""
+        raise DataError(f"{what} has {y.shape[0]} labels but the data has {n} rows{where}; give one label per row.")
+    start = 0
+    for p in parts:
+        p.target = y[start : start + len(p)]
+        start += len(p)
+    return ds
+
+
+def load_dataset(data: str, *, labels: str | None = None, label_column: str | None = None) -> Dataset:
+    """Load the source ``data`` (see :func:`latentlab.datasets.load`) with the condition of a
+    conditional model as its ``target``: the labels in the file ``labels``, the column
+    ``label_column`` of a CSV/TSV source (removed from the features), or the source's own labels.
+
+    Example
+    -------
+    >>> load_dataset("digits").target[:3]
+    array([0, 1, 2])
+    """
+    if labels is not None and label_column is not None:
+        raise ConfigError("--labels and --label-column both give the condition; pass one of them.")
+    if label_column is not None:
+        path = Path(data)
+        if path.suffix.lower() not in (".csv", ".tsv", ".tab", ".txt") or not path.is_file():
+            raise DataError(
+                f"--label-column names a column of a CSV/TSV file, and the data {data!r} is not one; "
+                "pass the labels as a file with --labels FILE.npy|.csv instead."
+            )
+        return datasets.load_table(path, label_column=label_column)
+    ds = datasets.load(data)
+    if labels is not None:
+        _with_target(ds, read_labels(labels), f"labels file {labels}")
+    return ds
+
+
+def condition_source(config: RunConfig | None, ds: Dataset | None = None) -> str:
+    """Where a run's condition comes from, in words (recorded in run.json)."""
+    if config is None:
+        return "unknown"
+    if config.label_column is not None:
+        return f"column {config.label_column!r} of {config.data}"
+    if config.labels is not None:
+        return f"labels file {config.labels}"
+    return f"the labels of {config.data}"
+
+
+def condition_of(model: LatentModel, ds: Dataset, what: str = "the data"):
+    """The condition rows of ``ds`` for ``model``: its target for a conditional model (a clear
+    error when it has none), else None."""
+    if not is_conditional(model):
+        return None
+    if ds.target is None:
+        raise DataError(
+            f"{type(model).__name__} needs a condition (a label per row) and {what} ({ds.name or 'this source'}) "
+            "has no labels; pass --labels FILE.npy|.csv (one label per row, or an (n, m) side-input matrix), "
+            "or --label-column NAME for a CSV/TSV source."
+        )
+    return ds.target
+
+
+def codes(model: LatentModel, X, y=None) -> np.ndarray:
+    """``model.transform(X)``, with the condition ``y`` for a conditional model."""
+    return model.transform(X, y) if is_conditional(model) else model.transform(X)
+
+
+def decode(model: LatentModel, Z, y=None) -> np.ndarray:
+    """``model.inverse_transform(Z)``, with the condition ``y`` for a conditional model."""
+    return model.inverse_transform(Z, y) if is_conditional(model) else model.inverse_transform(Z)
+
+
+def code_size(model: LatentModel) -> int:
+    """The width of the codes ``transform`` returns: latent_dim, or for a hierarchical VAE
+    latent_dim + latent_dim2 (its codes are [z1 | z2])."""
+    return int(model._n_features_out)
+
+
+def parse_labels(model: LatentModel, text: str) -> np.ndarray:
+    """``--label`` text for a conditional model: for class labels, a comma list of labels (each
+    one of ``model.classes_``), returned as an array of them; for side inputs, the m values of
+    one side input, returned as (1, m)."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ConfigError("--label is empty; pass a label (e.g. --label 3) or a comma list (--label 3,5).")
+    if model.condition_ != "categorical":
+        try:
+            v = np.array([float(t) for t in items], dtype=np.float32)[None, :]
+        except ValueError:
+            raise ConfigError(f"--label {text!r}: this model's condition is a vector of {model.n_cond_} numbers; "
+                              f"pass them as --label v1,...,v{model.n_cond_}.") from None
+        if v.shape[1] != model.n_cond_:
+            raise ConfigError(f"--label gives {v.shape[1]} value(s); this model's side input has {model.n_cond_}: "
+                              f"pass --label v1,...,v{model.n_cond_}.")
+        return v
+    classes = np.asarray(model.classes_)
+    by_text = {str(c): c for c in classes.tolist()}
+    out, bad = [], []
+    for t in items:
+        key = t
+        if t not in by_text and classes.dtype.kind in "iuf":
+            try:  # "3.0" for the class 3, "3" for 3.0
+                key = next((k for k, c in by_text.items() if float(c) == float(t)), t)
+            except ValueError:
+                pass
+        (out if key in by_text else bad).append(by_text.get(key, t))
+    if bad:
+        shown = ", ".join(map(str, classes.tolist()[:20])) + (", ..." if len(classes) > 20 else "")
+        raise ConfigError(f"--label {bad[0]} is not a class this model was trained on; its classes are {shown}.")
+    return np.asarray(out, dtype=classes.dtype)
+
+
+def sample_labels(model: LatentModel, n: int, labels=None) -> np.ndarray:
+    """The conditions of ``n`` samples of a conditional model: an equal share of each of
+    ``labels`` (default: every class of the model), in blocks of one label, (n,); for side
+    inputs, the one vector ``labels`` (1, m) repeated, (n, m)."""
+    n = check_int(n, "n")
+    if model.condition_ != "categorical":
+        if labels is None:
+            raise ConfigError(
+                f"this model is conditioned on side inputs of {model.n_cond_} number(s), so samples need one: "
+                f"pass --label v1,...,v{model.n_cond_}."
+            )
+        return np.repeat(np.asarray(labels, dtype=np.float32).reshape(1, -1), n, axis=0)
+    labels = np.asarray(model.classes_ if labels is None else labels)
+    counts = np.full(len(labels), n // len(labels)) + (np.arange(len(labels)) < n % len(labels))
+    return np.repeat(labels, counts)
+
+
 def model_input(model: LatentModel, ds: Dataset):
     """The array to hand to ``model``: images (n, H, W) / (n, C, H, W) for a convolutional
     network, else the flat data (n, n_features)."""
@@ -277,16 +500,23 @@ def fit(
     """
     from .training.distributed import is_main_process
 
-    ds = dataset if dataset is not None else datasets.load(config.data)
+    ds = dataset if dataset is not None else load_dataset(config.data, labels=config.labels, label_column=config.label_column)
     parts = split_data(ds, config.test_fraction, config.split_seed)
     out = Path(out) if out is not None else None
     if out is not None:  # a path is recorded absolute, so that the run reopens from anywhere
         config = dataclasses.replace(config, data=_source_spec(config.data))
+        if config.labels is not None:
+            config = dataclasses.replace(config, labels=str(Path(config.labels).resolve()))
     est = build_estimator(config, ds, checkpoint_dir=out)
     X = model_input(est, parts["train"])
     kw: dict[str, Any] = {}
+    args: tuple = (X,)
+    if is_conditional(est):
+        args = (X, condition_of(est, parts["train"]))
     if parts["valid"] is not None and _accepts(est.fit, "X_val"):
         kw["X_val"] = model_input(est, parts["valid"])
+        if is_conditional(est):
+            kw["y_val"] = condition_of(est, parts["valid"], "the validation split")
     if resume:
         if not _accepts(est.fit, "resume"):
             raise ConfigError(f"{config.model} is fitted in closed form and has nothing to resume; run fit again.")
@@ -296,7 +526,7 @@ def fit(
         # Written before training, so that `fit --resume` finds the settings after a Ctrl-C.
         _write_run_json(run, command, status="training")
     t0 = time.perf_counter()
-    est.fit(X, **kw)
+    est.fit(*args, **kw)
     fit_time = time.perf_counter() - t0
     run.metrics = {"fit_time_s": fit_time, "n_train": len(parts["train"])}
     if getattr(est, "n_epochs_", None) is not None:
@@ -370,6 +600,8 @@ def _data_info(run: Run) -> dict[str, Any]:
             "image_shape": list(ref.image_shape) if ref.image_shape else None,
             "feature_names": ref.feature_names,
         }
+        if is_conditional(run.model):
+            d["condition"] = condition_source(run.config)
     for s in ("train", "valid", "test"):
         part = getattr(run, s)
         d[f"n_{s}"] = None if part is None else len(part)
@@ -422,11 +654,15 @@ def _run_config(info: dict[str, Any], run_dir: Path) -> RunConfig | None:
         ) from None
 
 
-def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = True) -> Run:
+def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = True, labels: str | None = None,
+             label_column: str | None = None) -> Run:
     """Reopen a run directory: the model, and (with ``load_data``) the data it was fitted on
     split as it was, or the source ``data`` instead.
 
     A directory with only a saved model (no run.json) opens too; it then needs ``data``.
+    For a conditional model the condition comes with the data: for the run's own data, from
+    where the run recorded it; for ``data``, from its own labels; ``labels`` (a file) or
+    ``label_column`` (of a CSV/TSV source) replace either.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -447,7 +683,11 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     source = data if data is not None else (config.data if config else None)
     if source is None:
         raise DataError(f"{run_dir} has no {RUN_FILE} naming its data; pass --data SOURCE.")
-    ds = datasets.load(source)
+    own = data is None or data == (config.data if config else None)
+    check_condition_options(config.model if config else _model_name(model), labels, label_column)
+    if own and labels is None and label_column is None and config is not None:
+        labels, label_column = config.labels, config.label_column
+    ds = load_dataset(source, labels=labels, label_column=label_column)
     if data is not None and data != (config.data if config else None):
         parts = split_data(ds, 0.0)
     else:
@@ -455,6 +695,10 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     run.train, run.valid, run.test = parts["train"], parts["valid"], parts["test"]
     run.info["all"] = parts["all"]
     return run
+
+
+def _model_name(model: LatentModel) -> str:
+    return next((k for k, cls in MODELS.items() if type(model) is cls), type(model).__name__)
 
 
 def pick(run: Run, split: str) -> Dataset:
@@ -473,7 +717,8 @@ def measure(model: LatentModel, ds: Dataset, *, k: int = 1000, seed: int = 0) ->
     """latentlab.evaluation.evaluate on a Dataset (the array the model takes, and its labels)."""
     from .evaluation import evaluate as _evaluate
 
-    return _evaluate(model, model_input(model, ds), y=ds.target, k=k, seed=seed)
+    y = condition_of(model, ds) if is_conditional(model) else ds.target
+    return _evaluate(model, model_input(model, ds), y=y, k=k, seed=seed)
 
 
 def default_split(run: Run, split: str | None, data: str | None) -> str:
@@ -510,19 +755,23 @@ def _run(run: "Run | str | Path", data: str | None) -> Run:
 
 
 def encode(run: "Run | str | Path", data: str | None = None, *, split: str = "all") -> np.ndarray:
-    """Codes (n, latent_dim) of every row of the data (posterior means for a VAE), in order.
-    ``run`` is a run directory or a :class:`Run` from :func:`open_run`."""
+    """Codes (n, code_size) of every row of the data (posterior means for a VAE), in order:
+    latent_dim columns, or for a hierarchical VAE the means of [z1 | z2]; a conditional VAE
+    encodes each row with its own condition. ``run`` is a run directory or a :class:`Run` from
+    :func:`open_run`."""
     run = _run(run, data)
     ds = pick(run, split)
-    return run.model.transform(model_input(run.model, ds))
+    return codes(run.model, model_input(run.model, ds), condition_of(run.model, ds))
 
 
 def reconstruct(run: "Run | str | Path", data: str | None = None, *, split: str = "all") -> tuple[np.ndarray, np.ndarray]:
-    """(originals, reconstructions), each (n, n_features), in the data's own units."""
+    """(originals, reconstructions), each (n, n_features), in the data's own units (for a
+    conditional VAE, each row through its own condition)."""
     run = _run(run, data)
     ds = pick(run, split)
     X = model_input(run.model, ds)
-    R = run.model.inverse_transform(run.model.transform(X))
+    y = condition_of(run.model, ds)
+    R = decode(run.model, codes(run.model, X, y), y)
     return np.asarray(ds.data), np.asarray(R).reshape(len(ds), -1)
 
 
@@ -539,12 +788,17 @@ def pair_rows(X: np.ndarray, R: np.ndarray, n: int = 32, ncols: int = 16) -> tup
     return np.vstack(blocks), cols
 
 
-def decode_random(model: LatentModel, n: int, seed: int = 0) -> np.ndarray:
+def decode_random(model: LatentModel, n: int, seed: int = 0, *, y=None) -> np.ndarray:
     """Decode ``n`` random latent points, (n, n_features): the model's own ``sample`` where it has
-    one (a VAE: z ~ N(0, I)); for PCA, z from probabilistic PCA's latent Gaussian
-    N(0, diag(explained_variance_)); for an autoencoder, which has no prior, z ~ N(0, I)."""
+    one (a VAE: z ~ its prior); for PCA, z from probabilistic PCA's latent Gaussian
+    N(0, diag(explained_variance_)); for an autoencoder, which has no prior, z ~ N(0, I).
+
+    A conditional VAE decodes under the conditions ``y`` (one per sample, or one for all;
+    default: :func:`sample_labels`, an equal share of each class)."""
     n = check_int(n, "n")
-    if hasattr(model, "sample"):
+    if is_conditional(model):
+        X = model.sample(n, sample_labels(model, n) if y is None else y, seed=seed)
+    elif hasattr(model, "sample"):
         X = model.sample(n, seed=seed)
     else:
         z = np.random.default_rng(seed).standard_normal((n, int(model.latent_dim))).astype(np.float32)
@@ -554,30 +808,84 @@ def decode_random(model: LatentModel, n: int, seed: int = 0) -> np.ndarray:
     return np.asarray(X).reshape(n, -1)
 
 
-def sample(run_dir: str | Path, n: int, *, seed: int = 0) -> np.ndarray:
-    """``n`` decoded random latent points from the model in ``run_dir`` (see :func:`decode_random`)."""
-    return decode_random(load(run_dir), n, seed)
+def sample(run_dir: str | Path, n: int, *, seed: int = 0, label: str | None = None, return_labels: bool = False):
+    """``n`` decoded random latent points from the model in ``run_dir`` (see :func:`decode_random`),
+    (n, n_features). A conditional VAE decodes under ``label``, as for :func:`parse_labels` (a
+    comma list of classes, shared equally; default: every class). With ``return_labels``, also
+    the conditions used: (n,) labels or (n, m) side inputs, or None for other models.
+
+    Example
+    -------
+    >>> X, y = sample("runs/cvae", 20, label="3,5", return_labels=True)  # doctest: +SKIP
+    >>> X.shape, y.tolist()[:3], y.tolist()[-3:]                          # doctest: +SKIP
+    ((20, 64), [3, 3, 3], [5, 5, 5])
+    """
+    model = load(run_dir)
+    y = None
+    if is_conditional(model):
+        y = sample_labels(model, n, None if label is None else parse_labels(model, label))
+    elif label is not None:
+        raise ConfigError(f"--label gives the condition of a conditional model, and {_model_name(model)} takes none; drop --label.")
+    X = decode_random(model, n, seed, y=y)
+    return (X, y) if return_labels else X
 
 
-def interpolate_codes(model: LatentModel, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+def _cond_features(model: LatentModel, y) -> np.ndarray:
+    """Conditions as the networks take them, (n, m) floats: one-hot rows for class labels."""
+    c = model.encode_condition(y)
+    if model.condition_ == "categorical":
+        return np.eye(model.n_cond_, dtype=np.float32)[c]
+    return c
+
+
+def interpolate_codes(model: LatentModel, a: np.ndarray, b: np.ndarray, steps: int, ya=None, yb=None, *, y=None) -> np.ndarray:
     """Decode the straight line between the codes of examples ``a`` and ``b`` (each (n_features,)
-    or an image) in ``steps`` points, ends included: (steps, n_features)."""
+    or an image) in ``steps`` points, ends included: (steps, n_features).
+
+    For a conditional VAE, ``ya`` and ``yb`` are the two examples' conditions; the path is
+    decoded under the condition ``y`` when given, else under the straight line between the two
+    conditions (one-hot vectors for labels: soft labels in between), so its ends are the two
+    reconstructions."""
     steps = check_int(steps, "steps", low=2)
-    za, zb = model.transform(np.stack([a, b]))
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    Z = (1 - t) * za[None, :] + t * zb[None, :]
-    return np.asarray(model.inverse_transform(Z.astype(np.float32))).reshape(steps, -1)
+    if not is_conditional(model):
+        za, zb = model.transform(np.stack([a, b]))
+        Z = (1 - t) * za[None, :] + t * zb[None, :]
+        return np.asarray(model.inverse_transform(Z.astype(np.float32))).reshape(steps, -1)
+    ends = np.stack([np.asarray(ya), np.asarray(yb)])  # (2,) labels or (2, m) side inputs
+    za, zb = model.transform(np.stack([a, b]), ends)
+    Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
+    if y is not None:
+        return np.asarray(model.inverse_transform(Z, y)).reshape(steps, -1)
+    ca, cb = _cond_features(model, ends)
+    C = ((1 - t) * ca[None, :] + t * cb[None, :]).astype(np.float32)
+    return np.asarray(model.inverse_transform(Z, C)).reshape(steps, -1)
 
 
-def interpolate(run: "Run | str | Path", data: str | None = None, *, start: int, end: int, steps: int = 10, split: str = "all") -> np.ndarray:
-    """Decoded points on the line between the codes of rows ``start`` and ``end``: (steps, n_features)."""
+def interpolate(run: "Run | str | Path", data: str | None = None, *, start: int, end: int, steps: int = 10, split: str = "all",
+                label: str | None = None) -> np.ndarray:
+    """Decoded points on the line between the codes of rows ``start`` and ``end``: (steps, n_features).
+
+    For a conditional VAE each row is encoded with its own condition and the path decoded under
+    the line between the two conditions, or under ``label`` (as for :func:`parse_labels`, one
+    label) when given."""
     run = _run(run, data)
     ds = pick(run, split)
     for name, i in (("--from", start), ("--to", end)):
         if not (0 <= i < len(ds)):
             raise DataError(f"{name} {i} is out of range; the data has rows 0 to {len(ds) - 1}.")
     X = model_input(run.model, ds)
-    return interpolate_codes(run.model, np.asarray(X[start]), np.asarray(X[end]), steps)
+    if not is_conditional(run.model):
+        if label is not None:
+            raise ConfigError(f"--label gives the condition of a conditional model, and {_model_name(run.model)} takes none; drop --label.")
+        return interpolate_codes(run.model, np.asarray(X[start]), np.asarray(X[end]), steps)
+    y = np.asarray(condition_of(run.model, ds))
+    fixed = None
+    if label is not None:
+        fixed = parse_labels(run.model, label)
+        if run.model.condition_ == "categorical" and len(fixed) != 1:
+            raise ConfigError(f"interpolate decodes under one --label; got {len(fixed)} ({label}).")
+    return interpolate_codes(run.model, np.asarray(X[start]), np.asarray(X[end]), steps, y[start], y[end], y=fixed)
 
 
 def write_array(path: str | Path, X: np.ndarray, *, image_shape=None, columns: Sequence[str] | None = None, ncols: int | None = None) -> Path:
@@ -599,16 +907,21 @@ def write_array(path: str | Path, X: np.ndarray, *, image_shape=None, columns: S
             raise DataError(f"{path.name}: a PNG needs image data, and this data is a table; write .npy or .csv instead.")
         from . import plots
 
-        fig = plots.image_grid(X, image_shape, ncols=ncols)
-        import io as _io
-
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        with atomic_open(path) as f:
-            f.write(buf.getvalue())
+        write_figure(path, plots.image_grid(X, image_shape, ncols=ncols))
     else:
         raise ConfigError(f"{path.name}: unknown output type {suffix or '(none)'}; use .npy, .csv or .png.")
     return path
+
+
+def write_figure(path: str | Path, fig, dpi: int = 100) -> Path:
+    """Save a matplotlib Figure as a PNG at ``path``, atomically."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    with atomic_open(path) as f:
+        f.write(buf.getvalue())
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------- compare

@@ -20,6 +20,8 @@ import sys
 import traceback
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 __all__ = ["main", "build_parser"]
 
 # Estimator parameters the command line sets itself: --latent-dim is common to every command,
@@ -225,6 +227,13 @@ def _columns(run) -> list[str] | None:
 
 
 # ---------------------------------------------------------------------------------------- commands
+def _open(args):
+    """The run of a command that reads data, with the condition options it was given."""
+    from . import api
+
+    return api.open_run(args.run_dir, args.data, labels=args.labels, label_column=args.label_column)
+
+
 def _cmd_fit(args, argv) -> int:
     from . import api
 
@@ -247,13 +256,16 @@ def _cmd_fit(args, argv) -> int:
         params = _given_params(args)
         if args.latent_dim is not None:
             params["latent_dim"] = args.latent_dim
-        config = api.RunConfig(model, args.data or api.RunConfig.data, params, args.test_fraction, args.split_seed, args.eval_k)
+        config = api.RunConfig(model, args.data or api.RunConfig.data, params, args.test_fraction, args.split_seed, args.eval_k,
+                               labels=getattr(args, "labels", None), label_column=getattr(args, "label_column", None))
         run = api.fit(config, args.out, command=argv)
 
     def human():
         c = run.config
         m = run.metrics
-        what = f"{c.model} (latent size {run.model.latent_dim}) on {c.data}"
+        k, d1 = api.code_size(run.model), int(run.model.latent_dim)
+        size = f"latent size {k}" + (f": [z1 | z2] = {d1} + {k - d1}" if k != d1 else "")
+        what = f"{c.model} ({size}) on {c.data}"
         sizes = f"{m.get('n_train')} train" + (f" / {m['n_test']} test" if m.get("n_test") else "")
         ep = f", {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}" if "epochs" in m else ""
         print(f"fitted {what}: {sizes}{ep}, {m.get('fit_time_s', 0):.1f} s")
@@ -270,7 +282,7 @@ def _cmd_fit(args, argv) -> int:
 def _cmd_evaluate(args, argv) -> int:
     from . import api
 
-    run = api.open_run(args.run_dir, args.data)
+    run = _open(args)
     split = api.default_split(run, args.split, args.data)
     metrics = api.evaluate(run, args.data, split=split, k=args.k, seed=args.seed)
 
@@ -285,7 +297,7 @@ def _cmd_evaluate(args, argv) -> int:
 def _cmd_encode(args, argv) -> int:
     from . import api
 
-    Z = api.encode(api.open_run(args.run_dir, args.data), split=args.split)
+    Z = api.encode(_open(args), split=args.split)
     api.write_array(args.out, Z, columns=[f"z{j}" for j in range(Z.shape[1])])
     _emit(args, {"out": args.out, "shape": list(Z.shape)}, lambda: print(f"wrote {Z.shape[0]} codes of size {Z.shape[1]} to {args.out}"))
     return 0
@@ -294,7 +306,7 @@ def _cmd_encode(args, argv) -> int:
 def _cmd_reconstruct(args, argv) -> int:
     from . import api
 
-    run = api.open_run(args.run_dir, args.data)
+    run = _open(args)
     X, R = api.reconstruct(run, split=args.split)
     if args.out.lower().endswith(".png"):
         grid, cols = api.pair_rows(X, R, args.n)
@@ -311,20 +323,34 @@ def _cmd_sample(args, argv) -> int:
     from . import api
 
     run = api.open_run(args.run_dir, load_data=False)
-    S = api.decode_random(run.model, args.n, seed=args.seed)
-    api.write_array(args.out, S, image_shape=_image_shape(run), columns=(run.info.get("data") or {}).get("feature_names"))
+    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True)
+    shape = _image_shape(run)
+    if y is not None and y.ndim == 1 and args.out.lower().endswith(".png") and shape is not None:
+        from . import plots
+
+        api.write_figure(args.out, plots.labelled_grid(S, shape, y))  # one row per label
+    else:
+        api.write_array(args.out, S, image_shape=shape, columns=(run.info.get("data") or {}).get("feature_names"))
     if not hasattr(run.model, "sample") and not isinstance(run.model, api.PCA) and not getattr(args, "json", False):
         print(f"note: an {type(run.model).__name__} has no prior: these decode z ~ N(0, I), which it was never "
               "trained to map to data.", file=sys.stderr)
-    _emit(args, {"out": args.out, "shape": list(S.shape)}, lambda: print(f"wrote {S.shape[0]} samples to {args.out}"))
+    obj: dict[str, Any] = {"out": args.out, "shape": list(S.shape)}
+    text = f"wrote {S.shape[0]} samples to {args.out}"
+    if y is not None and y.ndim == 1:
+        values, counts = np.unique(y, return_counts=True)
+        obj["labels"] = {str(v): int(c) for v, c in zip(values.tolist(), counts)}
+        text += " (" + ", ".join(f"{c} of y = {v}" for v, c in obj["labels"].items()) + ")"
+    elif y is not None:
+        obj["condition"] = y[0].tolist()
+    _emit(args, obj, lambda: print(text))
     return 0
 
 
 def _cmd_interpolate(args, argv) -> int:
     from . import api
 
-    run = api.open_run(args.run_dir, args.data)
-    P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split)
+    run = _open(args)
+    P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split, label=args.label)
     api.write_array(args.out, P, image_shape=_image_shape(run), ncols=args.steps, columns=_columns(run))
     _emit(args, {"out": args.out, "shape": list(P.shape)}, lambda: print(f"wrote {P.shape[0]} interpolation steps to {args.out}"))
     return 0
@@ -437,12 +463,42 @@ def _cmd_demo(args, argv) -> int:
 _EPILOG_MAIN = """examples:
   latentlab demo                                   # the main job: four models on the digits, one report
   latentlab fit vae --data digits --latent-dim 2 --out runs/vae
+  latentlab fit cvae --data digits --latent-dim 2 --out runs/cvae   # conditioned on the digit labels
+  latentlab sample runs/cvae -n 30 --label 3 --out threes.png
   latentlab evaluate runs/vae --json
   latentlab sample runs/vae -n 64 --out samples.png
   latentlab compare --data mnist --latent-dim 16 --out runs/mnist
   latentlab report runs/vae
 
 exit status: 0 success, 2 bad usage or input, 1 other errors, 130 interrupted."""
+
+
+#: Examples in `latentlab fit MODEL --help`, where the default one is not enough.
+_FIT_EXAMPLES = {
+    "iwae": ["latentlab fit iwae --data binarized-mnist --latent-dim 50 --k 50 --out runs/iwae"],
+    "vamp": ["latentlab fit vamp --data binarized-mnist --latent-dim 40 --n-pseudo-inputs 500 --out runs/vamp"],
+    "hvae": ["latentlab fit hvae --data binarized-mnist --latent-dim 40 --latent-dim2 40 --out runs/hvae   # codes: [z1 | z2]"],
+    "cvae": [
+        "latentlab fit cvae --data digits --latent-dim 2 --out runs/cvae            # condition: the digit labels",
+        "latentlab fit cvae --data x.npy --labels y.npy --latent-dim 4 --out runs/c  # labels (n,) or side inputs (n, m)",
+        "latentlab fit cvae --data table.csv --label-column species --out runs/t     # a CSV column as the condition",
+        "latentlab sample runs/cvae -n 30 --label 3,5 --out threes-and-fives.png",
+    ],
+}
+
+
+def _condition_options(p, *, fit: bool = False) -> None:
+    """--labels and --label-column: where a conditional model's condition comes from."""
+    from .api import CONDITIONAL
+
+    g = p.add_argument_group("condition (conditional models: " + ", ".join(CONDITIONAL) + ")")
+    default = ("the source's own labels (digits, mnist, fashion-mnist, image folders with one subfolder a class)"
+               if fit else "what the run was fitted with for its own data, the labels of --data for another source")
+    g.add_argument("--labels", metavar="FILE", default=None,
+                   help="FILE.npy or FILE.csv: one label per row of the data (numbers or text), or an (n, m) matrix of "
+                   f"side inputs (default: {default})")
+    g.add_argument("--label-column", metavar="NAME", default=None,
+                   help="for a .csv/.tsv source: the column that holds the condition (removed from the features)")
 
 
 def _common(json_flag: bool = True) -> argparse.ArgumentParser:
@@ -500,13 +556,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cls in api.MODELS.items():
         summary = (inspect.getdoc(cls) or name).splitlines()[0]
         mp = models.add_parser(name, parents=[common], help=summary, description=f"{name}: {summary}", formatter_class=fmt,
-                               epilog=f"example:\n  latentlab fit {name} --data digits --latent-dim 2 --out runs/{name}")
+                               epilog="example" + ("s" if name in _FIT_EXAMPLES else "") + ":\n  " + "\n  ".join(
+                                   _FIT_EXAMPLES.get(name, [f"latentlab fit {name} --data digits --latent-dim 2 --out runs/{name}"])))
         _data_option(mp)
         default_k = inspect.signature(cls).parameters["latent_dim"].default
-        mp.add_argument("--latent-dim", type=int, default=None, metavar="K", help=f"latent size (default: {default_k})")
+        what = ("size of z1, the layer next to the data (codes are [z1 | z2], see --latent-dim2)"
+                if "latent_dim2" in inspect.signature(cls).parameters else "latent size")
+        mp.add_argument("--latent-dim", type=int, default=None, metavar="K", help=f"{what} (default: {default_k})")
         mp.add_argument("--out", metavar="RUN_DIR", default=None, help="run directory to write (required)")
         mp.add_argument("--resume", metavar="RUN_DIR", default=argparse.SUPPRESS, help="continue the run in RUN_DIR")
         _split_options(mp)
+        if name in api.CONDITIONAL:
+            _condition_options(mp, fit=True)
         _add_model_options(mp, {name: cls}, f"{name} options")
     fit.set_defaults(handler=_cmd_fit)
 
@@ -521,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=api.SPLITS, default=None, help="which rows (default: test)")
     ev.add_argument("--k", type=int, default=k_default, help="importance samples per example (default: %(default)s)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo estimates (default: %(default)s)")
+    _condition_options(ev)
     ev.set_defaults(handler=_cmd_evaluate)
 
     def use_cmd(name, help_, desc, example, handler, *, data=True, split_default="all"):
@@ -531,11 +593,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--split", choices=api.SPLITS, default=split_default,
                            help="which rows: all (every row of the source, in order; for sources with their own splits, "
                            "the training set), train, valid or test (default: %(default)s)")
+            _condition_options(p)
         p.set_defaults(handler=handler)
         return p
 
     p = use_cmd("encode", "write the codes of the data", "Encode every row of the data (posterior means for a VAE); "
-                "a CSV gets one row per input row.", "latentlab encode runs/vae --data digits --out codes.csv", _cmd_encode)
+                "a CSV gets one row per input row. A hierarchical VAE (hvae) writes its codes [z1 | z2], "
+                "latent_dim + latent_dim2 columns, as its transform gives them; a conditional VAE encodes each row "
+                "with its own condition.", "latentlab encode runs/vae --data digits --out codes.csv", _cmd_encode)
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy or FILE.csv")
     p = use_cmd("reconstruct", "write reconstructions of the data", "Reconstruct the data through the model: .npy/.csv "
                 "hold every row (in the data's own units); .png shows the first -n originals above their reconstructions.",
@@ -543,17 +608,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy, FILE.csv or FILE.png")
     p.add_argument("-n", type=int, default=32, help="examples in a PNG (default: %(default)s)")
     p = use_cmd("sample", "decode random latent points", "Generate by decoding random latent points: z ~ N(0, I) for a "
-                "VAE (its prior); for PCA, probabilistic PCA's latent Gaussian; an autoencoder has no prior, so z ~ N(0, I) "
-                "shows how it fails.", "latentlab sample runs/vae -n 64 --out samples.png --seed 1", _cmd_sample, data=False)
+                "VAE (its prior; the VampPrior's mixture; the hierarchical VAE's p(z2) p(z1|z2)); for PCA, probabilistic "
+                "PCA's latent Gaussian; an autoencoder has no prior, so z ~ N(0, I) shows how it fails. A conditional VAE "
+                "decodes under --label.", "latentlab sample runs/vae -n 64 --out samples.png --seed 1", _cmd_sample, data=False)
     p.add_argument("-n", type=int, default=64, help="how many (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy, FILE.csv or FILE.png")
     p.add_argument("--seed", type=int, default=0, help="same seed, same samples (default: %(default)s)")
+    p.add_argument("--label", metavar="L[,L...]", default=None,
+                   help="conditional models: the class(es) to sample, shared equally, e.g. --label 3 or --label 3,5 "
+                   "(default: an equal share of every class; a .png shows one row per class); for side inputs, the m "
+                   "values of one, v1,...,vm")
     p = use_cmd("interpolate", "decode the line between two examples' codes", "Decode the straight line between the "
                 "codes of rows I and J of the data.", "latentlab interpolate runs/vae --data digits --from 0 --to 7 --steps 10 --out line.png",
                 _cmd_interpolate)
     p.add_argument("--from", dest="start", type=int, required=True, metavar="I", help="row of the first example")
     p.add_argument("--to", dest="end", type=int, required=True, metavar="J", help="row of the second example")
     p.add_argument("--steps", type=int, default=10, help="points on the line, ends included (default: %(default)s)")
+    p.add_argument("--label", metavar="L", default=None,
+                   help="conditional models: decode the whole line under this class (default: the condition moves "
+                   "along the line between the two rows' own)")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.png, FILE.npy or FILE.csv")
 
     # compare
@@ -610,6 +683,13 @@ def _unrecognized(args, extra: list[str], parser: argparse.ArgumentParser | None
 
     words = [w for w in (getattr(args, "command", None), getattr(args, "model", None)) if w]
     prog = " ".join(["latentlab", *words])
+    cond = [e.split("=", 1)[0] for e in extra if e.split("=", 1)[0] in ("--labels", "--label-column")]
+    if cond and getattr(args, "command", None) == "fit" and getattr(args, "model", None):
+        from .api import CONDITIONAL
+
+        return (f"{prog}: {cond[0]} gives the condition of a conditional model, and {args.model} takes none; "
+                f"fit {' or '.join(CONDITIONAL)} to condition on labels, or drop it.")
+
     hint = ""
     if getattr(args, "command", None) == "fit":
         for e in extra:

@@ -4,6 +4,8 @@ Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot), so not
 display or global state, and they render with the Agg backend: ``fig.savefig("x.png")``.
 Image data is passed flat, (n, n_features), with its ``image_shape`` ((H, W) or (C, H, W));
 without one the data is a table and the figures show feature values instead of pictures.
+A conditional VAE's figures take its condition: ``y``, one label (or side-input row) per row of
+X, or for figures that decode chosen latent points, the one condition they are decoded under.
 
 Example
 -------
@@ -27,6 +29,8 @@ __all__ = [
     "training_curves",
     "reconstructions",
     "samples",
+    "samples_by_label",
+    "labelled_grid",
     "interpolations",
     "latent_traversals",
     "latent_scatter",
@@ -151,11 +155,14 @@ def _table_heatmap(ax, M: np.ndarray, *, ylabel: str, feature_names=None) -> Non
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
 
 
-def reconstructions(model, X, image_shape=None, *, n: int = 10, feature_names=None) -> Figure:
+def reconstructions(model, X, image_shape=None, *, n: int = 10, feature_names=None, y=None) -> Figure:
     """Originals (top row) above their reconstructions (bottom row), for the first ``n`` rows of X.
     For a table: feature values of a few rows, original against reconstruction."""
+    from .api import codes, decode
+
     X = np.asarray(X[:n])
-    R = np.asarray(model.inverse_transform(model.transform(X))).reshape(len(X), -1)
+    c = None if y is None else np.asarray(y)[: len(X)]
+    R = np.asarray(decode(model, codes(model, X, c), c)).reshape(len(X), -1)
     Xf = X.reshape(len(X), -1)
     if image_shape is not None:
         imgs = _as_images(np.concatenate([Xf, R]), image_shape)
@@ -178,12 +185,13 @@ def reconstructions(model, X, image_shape=None, *, n: int = 10, feature_names=No
     return fig
 
 
-def samples(model, image_shape=None, *, n: int = 64, seed: int = 0, X_ref=None, title: str | None = None) -> Figure:
+def samples(model, image_shape=None, *, n: int = 64, seed: int = 0, X_ref=None, title: str | None = None, y=None) -> Figure:
     """Decoded random latent points (see :func:`latentlab.api.decode_random`): a grid of images,
-    or for a table the two features of largest variance, data (``X_ref``) against samples."""
+    or for a table the two features of largest variance, data (``X_ref``) against samples.
+    ``y``: a conditional VAE's conditions (one per sample, or one for all)."""
     from .api import decode_random
 
-    S = decode_random(model, n, seed)
+    S = decode_random(model, n, seed, y=y)
     if image_shape is not None:
         return image_grid(S, image_shape, ncols=int(np.ceil(np.sqrt(n))), title=title)
     fig = _figure(4.2, 3.6)
@@ -203,16 +211,66 @@ def samples(model, image_shape=None, *, n: int = 64, seed: int = 0, X_ref=None, 
     return fig
 
 
-def interpolations(model, X, image_shape=None, *, pairs: int = 4, steps: int = 10, seed: int = 0, feature_names=None) -> Figure:
+def samples_by_label(model, image_shape=None, *, labels=None, per_label: int = 10, seed: int = 0, X_ref=None) -> Figure:
+    """A conditional VAE's samples, one row per class: ``per_label`` decodes of z ~ N(0, I)
+    under each of ``labels`` (default: every class the model knows), the label at the row's
+    start. For a table, the two features of largest variance, samples coloured by label over
+    the data (``X_ref``) in grey."""
+    from .api import decode_random
+
+    labels = np.asarray(model.classes_ if labels is None else labels)
+    y = np.repeat(labels, per_label)
+    S = decode_random(model, len(y), seed, y=y)
+    if image_shape is not None:
+        return labelled_grid(S, image_shape, y)
+    fig = _figure(4.6, 3.9)
+    ax = fig.add_subplot()
+    cols = [0, 1] if S.shape[1] > 1 else [0, 0]
+    if X_ref is not None:
+        R = np.asarray(X_ref).reshape(len(X_ref), -1)
+        if R.shape[1] > 1:
+            cols = list(np.argsort(R.var(0))[::-1][:2])
+        ax.scatter(R[:, cols[0]], R[:, cols[1]], s=6, c="0.8", label="data")
+    for i, v in enumerate(labels.tolist()):
+        part = S[i * per_label : (i + 1) * per_label]
+        ax.scatter(part[:, cols[0]], part[:, cols[1]], s=10, color=f"C{i % 10}", label=f"y = {v}")
+    ax.set_xlabel(f"feature {cols[0]}")
+    ax.set_ylabel(f"feature {cols[1]}")
+    ax.legend(fontsize=7, ncols=2 if len(labels) > 6 else 1)
+    return fig
+
+
+def labelled_grid(X, image_shape, y, *, cell: float = 0.55) -> Figure:
+    """Images X (n, n_features) in one row per label of ``y`` (n,), in order of first
+    appearance, each row labelled "y = label" (shorter rows end in blank cells)."""
+    y = np.asarray(y)
+    order = list(dict.fromkeys(y.tolist()))
+    rows = [np.flatnonzero(y == v) for v in order]
+    ncols = max(len(r) for r in rows)
+    imgs = _as_images(X, image_shape)
+    blank = np.full((1, *imgs.shape[1:]), 1.0 if imgs.ndim == 4 else np.nan, dtype=np.float32)
+    cells = np.concatenate([np.concatenate([imgs[r], np.repeat(blank, ncols - len(r), 0)]) for r in rows])
+    fig = _figure(max(2.5, cell * ncols + 0.4), max(1.0, cell * len(rows)))
+    ax = fig.add_subplot()
+    _show(ax, _mosaic(cells, len(rows), ncols))
+    _row_labels(ax, [f"y = {v}" for v in order], imgs.shape[1])
+    return fig
+
+
+def interpolations(model, X, image_shape=None, *, pairs: int = 4, steps: int = 10, seed: int = 0, feature_names=None,
+                   y=None) -> Figure:
     """Decoded straight lines between the codes of random pairs of rows of X: one row of images
-    per pair, its ends the reconstructions of the two examples. For a table, a heatmap per pair."""
+    per pair, its ends the reconstructions of the two examples. For a table, a heatmap per pair.
+    A conditional VAE (``y``: the rows' conditions) also moves along the line between the two
+    conditions (see :func:`latentlab.api.interpolate_codes`)."""
     from .api import interpolate_codes
 
     X = np.asarray(X)
     rng = np.random.default_rng(seed)
     pairs = min(pairs, len(X) // 2)
     idx = rng.choice(len(X), size=2 * pairs, replace=False)
-    paths = [interpolate_codes(model, X[idx[2 * i]], X[idx[2 * i + 1]], steps) for i in range(pairs)]
+    ends = (lambda i: (None, None)) if y is None else (lambda i: (np.asarray(y)[idx[2 * i]], np.asarray(y)[idx[2 * i + 1]]))
+    paths = [interpolate_codes(model, X[idx[2 * i]], X[idx[2 * i + 1]], steps, *ends(i)) for i in range(pairs)]
     if image_shape is not None:
         imgs = _as_images(np.concatenate(paths), image_shape)
         fig = _figure(max(3.0, 0.5 * steps), 0.5 * pairs + 0.2)
@@ -226,53 +284,106 @@ def interpolations(model, X, image_shape=None, *, pairs: int = 4, steps: int = 1
     return fig
 
 
+def _standard_prior(model) -> bool:
+    """Whether the model's prior is N(0, I) (not a VampPrior or a hierarchy of layers)."""
+    from .models.vae import VAEModule
+
+    return type(model.module_).prior_log_prob is VAEModule.prior_log_prob
+
+
 def _latent_scale(model, X) -> tuple[np.ndarray, np.ndarray, str]:
-    """(centre, spread) per latent dimension and what they are: the prior N(0, 1) for a model
-    with one, else a Gaussian fitted to the codes of X."""
-    k = int(model.latent_dim)
+    """(centre, spread) per code dimension and what they are: the prior N(0, 1) for a model
+    with one; for another prior (VampPrior, two layers), a Gaussian fitted to 2000 draws from
+    it; for a model without a prior, a Gaussian fitted to the codes of X."""
+    from .api import code_size
+
+    k = code_size(model)
     if hasattr(model, "sample"):
-        return np.zeros(k), np.ones(k), "prior N(0, I)"
+        if _standard_prior(model):
+            return np.zeros(k), np.ones(k), "prior N(0, I)"
+        Z = np.asarray(model.sample(2000, seed=0, return_latent=True)[1], dtype=np.float64)
+        return Z.mean(0), Z.std(0) + 1e-12, "Gaussian fitted to draws from the prior"
     Z = np.asarray(model.transform(X), dtype=np.float64)
     return Z.mean(0), Z.std(0) + 1e-12, "Gaussian fitted to the codes"
 
 
-def latent_traversals(model, X, image_shape=None, *, dims: int = 8, steps: int = 9, feature_names=None) -> Figure:
-    """Vary one latent dimension at a time (rows) over the 5%..95% quantiles of its Gaussian
-    (the prior, or one fitted to the codes), the others held at their centre."""
+def _dim_names(model) -> list[str]:
+    """Names of the code dimensions: z0, z1, ...; for two stochastic layers [z1 | z2],
+    z1[0], ..., z2[0], ..."""
+    from .api import code_size
+
+    k, d1 = code_size(model), int(model.latent_dim)
+    if k == d1:
+        return [f"z{j}" for j in range(k)]
+    return [f"z1[{j}]" for j in range(d1)] + [f"z2[{j}]" for j in range(k - d1)]
+
+
+def _under(y) -> str:
+    """The title of a figure decoded under the condition y."""
+    v = np.asarray(y).reshape(-1)
+    return f"decoded under y = {v[0]}" if v.size == 1 else f"decoded under y = ({', '.join(f'{t:.3g}' for t in v[:4])}{', …' if v.size > 4 else ''})"
+
+
+def latent_traversals(model, X, image_shape=None, *, dims: int = 8, steps: int = 9, feature_names=None, y=None) -> Figure:
+    """Vary one code dimension at a time (rows) over the 5%..95% quantiles of its Gaussian
+    (the prior, or one fitted to prior draws or to the codes), the others held at their centre.
+    ``y``: for a conditional VAE, the one condition (a label) everything is decoded under."""
     from scipy.stats import norm
 
-    k = int(model.latent_dim)
+    from .api import code_size, decode
+
+    k = code_size(model)
     d = min(k, dims)
+    names = _dim_names(model)
     centre, spread, _ = _latent_scale(model, X)
     q = norm.ppf(np.linspace(0.05, 0.95, steps))
     Z = np.repeat(centre[None, :], d * steps, axis=0)
     for j in range(d):
         Z[j * steps : (j + 1) * steps, j] = centre[j] + spread[j] * q
-    D = np.asarray(model.inverse_transform(Z.astype(np.float32))).reshape(d * steps, -1)
+    D = np.asarray(decode(model, Z.astype(np.float32), y)).reshape(d * steps, -1)
     if image_shape is not None:
-        fig = _figure(max(3.0, 0.5 * steps), 0.5 * d + 0.2)
+        fig = _figure(max(3.0, 0.5 * steps), 0.5 * d + 0.2 + (0.25 if y is not None else 0))
         ax = fig.add_subplot()
         _show(ax, _mosaic(_as_images(D, image_shape), d, steps))
         imgs = _as_images(D[:1], image_shape)
-        _row_labels(ax, [f"z{j}" for j in range(d)], imgs.shape[1])
+        _row_labels(ax, names[:d], imgs.shape[1])
+        if y is not None:
+            ax.set_title(_under(y), fontsize=8)
         return fig
     fig = _figure(8, 1.8 * d)
     axes = fig.subplots(d, 1, squeeze=False)[:, 0]
     for j, ax in enumerate(axes):
-        _table_heatmap(ax, D[j * steps : (j + 1) * steps], ylabel=f"z{j}", feature_names=feature_names)
+        _table_heatmap(ax, D[j * steps : (j + 1) * steps], ylabel=names[j], feature_names=feature_names)
+    if y is not None:
+        fig.suptitle(_under(y), fontsize=9)
     return fig
 
 
-def latent_scatter(model, X, y=None, *, max_points: int = 5000) -> Figure:
-    """The codes of X in a 2-D latent space, coloured by label ``y`` when given."""
+def latent_scatter(model, X, y=None, *, max_points: int = 5000, cond=None) -> Figure:
+    """The codes of X in a 2-D latent space, coloured by label ``y`` when given. ``cond``: a
+    conditional VAE's conditions, one per row of X (each row is encoded with its own)."""
+    import matplotlib
+
+    from .api import codes
+
     X = np.asarray(X[:max_points])
-    Z = np.asarray(model.transform(X))
+    Z = np.asarray(codes(model, X, None if cond is None else np.asarray(cond)[:max_points]))
     fig = _figure(4.6, 3.9)
     ax = fig.add_subplot()
     if y is not None:
         y = np.asarray(y[:max_points])
-        sc = ax.scatter(Z[:, 0], Z[:, 1], c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5 if y.max() < 10 else None)
-        fig.colorbar(sc, ax=ax, ticks=np.unique(y)[:10], label="label")
+        names = None
+        if y.dtype.kind not in "iub":  # text (or float) labels: colour by their index
+            names, y = np.unique(y, return_inverse=True)
+        cmap, vmax = "tab10", 9.5 if y.max() < 10 else None
+        if names is not None and len(names) <= 10:  # one colour a class, as many as there are
+            from matplotlib.colors import ListedColormap
+
+            cmap, vmax = ListedColormap(matplotlib.colormaps["tab10"].colors[: len(names)]), len(names) - 0.5
+        sc = ax.scatter(Z[:, 0], Z[:, 1], c=y, cmap=cmap, s=6, vmin=-0.5, vmax=vmax)
+        cb = fig.colorbar(sc, ax=ax, ticks=np.unique(y)[:10], label="label")
+        if names is not None:
+            cb.set_ticklabels([str(v) for v in names[np.unique(y)[:10]]])
     else:
         ax.scatter(Z[:, 0], Z[:, 1], s=6)
     ax.set_xlabel("z0")
@@ -281,24 +392,29 @@ def latent_scatter(model, X, y=None, *, max_points: int = 5000) -> Figure:
     return fig
 
 
-def manifold(model, image_shape, *, n: int = 15, X=None) -> Figure:
+def manifold(model, image_shape, *, n: int = 15, X=None, y=None) -> Figure:
     """Decoded images over an n x n grid of a 2-D latent space at the 5%..95% quantiles
     (``scipy.stats.norm.ppf``) of the prior, or of a Gaussian fitted to the codes of X for a
-    model without a prior."""
+    model without a prior. ``y``: for a conditional VAE, the one condition to decode under."""
     from scipy.stats import norm
 
-    if int(model.latent_dim) != 2:
+    from .api import code_size, decode
+
+    if code_size(model) != 2:
         raise ValueError("manifold needs a 2-D latent space")
     centre, spread, _ = _latent_scale(model, X)
     q = norm.ppf(np.linspace(0.05, 0.95, n))
     g0, g1 = np.meshgrid(q, q[::-1])  # rows: z1 from high (top) to low
     Z = np.stack([centre[0] + spread[0] * g0.ravel(), centre[1] + spread[1] * g1.ravel()], 1).astype(np.float32)
-    D = np.asarray(model.inverse_transform(Z)).reshape(n * n, -1)
+    D = np.asarray(decode(model, Z, y)).reshape(n * n, -1)
     fig = _figure(5.2, 5.2)
     ax = fig.add_subplot()
     _show(ax, _mosaic(_as_images(D, image_shape), n, n))
-    ax.set_xlabel("z0 →")
-    ax.set_ylabel("z1 →")
+    names = _dim_names(model)
+    ax.set_xlabel(f"{names[0]} →")
+    ax.set_ylabel(f"{names[1]} →")
+    if y is not None:
+        ax.set_title(_under(y), fontsize=9)
     return fig
 
 

@@ -148,32 +148,74 @@ def _train_fig(run, X, y, shape):
     return plots.training_curves(hist) if hist else None
 
 
+def _cond(run, y):
+    """The rows' conditions for a conditional model (its labels or side inputs), else None."""
+    from .api import is_conditional
+
+    return y if is_conditional(run.model) else None
+
+
+def _one_cond(run, y):
+    """The one condition a conditional model's chosen latent points are decoded under: its most
+    frequent training class, or the first held-out row's side input; None for other models."""
+    from .api import is_conditional
+
+    m = run.model
+    if not is_conditional(m):
+        return None
+    if m.condition_ == "categorical":
+        return np.asarray(m.classes_)[np.argmax(m.class_prior_)]
+    return None if y is None else np.asarray(y)[0]
+
+
 def _rec_fig(run, X, y, shape):
-    return None if X is None else plots.reconstructions(run.model, X, shape, n=10, feature_names=_names(run))
+    return None if X is None else plots.reconstructions(run.model, X, shape, n=10, feature_names=_names(run), y=_cond(run, y))
 
 
 def _sample_fig(run, X, y, shape):
-    return plots.samples(run.model, shape, n=64, seed=0, X_ref=X)
+    from .api import is_conditional
+
+    m = run.model
+    if is_conditional(m):
+        if m.condition_ == "categorical":
+            return plots.samples_by_label(m, shape, per_label=10, seed=0, X_ref=X)
+        if y is None:
+            return None
+        return plots.samples(m, shape, n=min(64, len(y)), seed=0, X_ref=X, y=np.asarray(y)[:64])
+    return plots.samples(m, shape, n=64, seed=0, X_ref=X)
 
 
 def _interp_fig(run, X, y, shape):
-    return None if X is None or len(X) < 2 else plots.interpolations(run.model, X, shape, feature_names=_names(run))
+    if X is None or len(X) < 2:
+        return None
+    return plots.interpolations(run.model, X, shape, feature_names=_names(run), y=_cond(run, y))
 
 
 def _trav_fig(run, X, y, shape):
-    if X is None and not hasattr(run.model, "sample"):
+    from .api import is_conditional
+
+    if X is None and not hasattr(run.model, "sample") or is_conditional(run.model) and _one_cond(run, y) is None:
         return None
-    return plots.latent_traversals(run.model, X, shape, feature_names=_names(run))
+    return plots.latent_traversals(run.model, X, shape, feature_names=_names(run), y=_one_cond(run, y))
 
 
 def _scatter_fig(run, X, y, shape):
-    return plots.latent_scatter(run.model, X, y) if X is not None and int(run.model.latent_dim) == 2 else None
+    from .api import code_size
+
+    if X is None or code_size(run.model) != 2:
+        return None
+    colour = y if y is not None and np.asarray(y).ndim == 1 else None
+    return plots.latent_scatter(run.model, X, colour, cond=_cond(run, y))
 
 
 def _manifold_fig(run, X, y, shape):
-    if shape is None or int(run.model.latent_dim) != 2 or (X is None and not hasattr(run.model, "sample")):
+    from .api import code_size, is_conditional
+
+    if shape is None or code_size(run.model) != 2 or (X is None and not hasattr(run.model, "sample")):
         return None
-    return plots.manifold(run.model, shape, X=X)
+    if is_conditional(run.model) and _one_cond(run, y) is None:
+        return None
+    return plots.manifold(run.model, shape, X=X, y=_one_cond(run, y))
 
 
 def _names(run):
@@ -186,17 +228,21 @@ FIGURES: list[tuple[str, str, str, Callable]] = [
      "per example. For PCA, which has a closed form, the explained-variance spectrum instead.", _train_fig),
     ("reconstructions", "Reconstructions", "Held-out examples (top row) above their reconstructions "
      "(bottom row).", _rec_fig),
-    ("samples", "Decoded random latent points", "For the VAE, z drawn from its prior N(0, I); for an "
-     "autoencoder, which has no prior, also z ~ N(0, I), which is where it breaks down; for PCA, z from "
-     "probabilistic PCA's latent Gaussian.", _sample_fig),
+    ("samples", "Decoded random latent points", "For the VAE, z drawn from its prior (N(0, I); the VampPrior's "
+     "mixture; the hierarchical VAE's p(z2) p(z1|z2)); for the conditional VAE, z ~ N(0, I) decoded under each "
+     "class, one row per class (its label on the left); for an autoencoder, which has no prior, also z ~ N(0, I), "
+     "which is where it breaks down; for PCA, z from probabilistic PCA's latent Gaussian.", _sample_fig),
     ("interpolations", "Interpolations", "Each row decodes the straight line between the codes of two "
-     "held-out examples.", _interp_fig),
+     "held-out examples (for the conditional VAE, the condition moves along the line between theirs too).", _interp_fig),
     ("traversals", "Latent traversals", "Each row varies one latent dimension over the 5%–95% quantiles of "
-     "the prior (VAE) or of a Gaussian fitted to the codes (PCA, AE), the others held at the centre.", _trav_fig),
+     "the prior N(0, I) (VAE), of a Gaussian fitted to draws from the prior (VampPrior; for two layers, whose "
+     "codes are [z1 | z2]), or of a Gaussian fitted to the codes (PCA, AE), the others held at the centre. "
+     "The conditional VAE decodes under its most frequent class.", _trav_fig),
     ("scatter", "Latent space", "Codes of held-out examples (posterior means for the VAE), coloured by "
      "label.", _scatter_fig),
     ("manifold", "Decoded manifold", "Decoded points over a grid of the prior's quantiles "
-     "(scipy.stats.norm.ppf), or of a Gaussian fitted to the codes for a model without a prior.", _manifold_fig),
+     "(scipy.stats.norm.ppf), or of a Gaussian fitted to prior draws or to the codes, as for the traversals.",
+     _manifold_fig),
 ]
 
 
@@ -305,8 +351,15 @@ def write_report(out_dir, runs: Sequence, *, title: str = "latentlab report", co
         part = getattr(r0, s, None)
         if part is not None:
             sizes.append(f"{len(part)} {s}")
-    latent = sorted({int(r.model.latent_dim) for r in runs})
+    from .api import code_size
+
+    latent = sorted({code_size(r.model) for r in runs})
     subtitle = f"data: {data}" + (f" ({', '.join(sizes)})" if sizes else "") + f" · latent size {', '.join(map(str, latent))}"
+    from .api import condition_source, is_conditional
+
+    conds = sorted({condition_source(r.config) for r in runs if is_conditional(r.model)})
+    if conds:
+        subtitle += f" · condition: {', '.join(conds)}"
     page = render_html(runs, figures, title=title, subtitle=subtitle)
     path = out_dir / "index.html"
     atomic_write_text(path, page)

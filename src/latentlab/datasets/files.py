@@ -99,10 +99,28 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def load_table(path: str | os.PathLike, delimiter: str | None = None) -> Dataset:
+def labels_from_text(cells, what: str) -> np.ndarray:
+    """Labels read as text -> an array: int64 when every cell is an integer, float64 when every
+    cell is a number, else the strings themselves. An empty cell is an error naming ``what``."""
+    cells = [c.strip() for c in cells]
+    for i, c in enumerate(cells):
+        if not c:
+            raise DataError(f"{what}: label {i} is empty; give every row a label.")
+    if all(_is_number(c) for c in cells):
+        values = np.array([float(c) for c in cells])
+        if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            return values.astype(np.int64)
+        return values
+    return np.array(cells, dtype=str)
+
+
+def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_column: str | None = None) -> Dataset:
     """A ``.csv`` or ``.tsv`` table of numbers: one example a row. A first row with any
     non-number is taken as the header. An empty cell is a missing value (an error at fit). Any
     column holding text is named in the error.
+
+    ``label_column`` names a header column that holds labels (numbers or text): it is removed
+    from the features and returned as ``target`` (see :func:`labels_from_text`).
     """
     path = Path(path)
     if delimiter is None:
@@ -124,6 +142,18 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None) -> Dataset
         if len(r) != width:
             line = i + (2 if header is not None else 1)
             raise DataError(f"{path}: line {line} has {len(r)} fields but the table has {width}; fix that line.")
+    target = None
+    if label_column is not None:
+        if header is None or label_column not in header:
+            have = f"its columns are {', '.join(map(repr, header))}" if header is not None else "it has no header row"
+            raise DataError(f"{path} has no column {label_column!r} ({have}); name the label column as its header says.")
+        j = header.index(label_column)
+        target = labels_from_text([r[j] for r in rows], f"{path}, column {label_column!r}")
+        header = header[:j] + header[j + 1 :]
+        rows = [r[:j] + r[j + 1 :] for r in rows]
+        width -= 1
+        if width == 0:
+            raise DataError(f"{path} has no feature columns besides the label column {label_column!r}.")
     names = header if header is not None else [f"column {j}" for j in range(width)]
     bad: dict[int, tuple[int, str]] = {}
     values = np.empty((len(rows), width), dtype=np.float64)
@@ -142,7 +172,7 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None) -> Dataset
         raise DataTypeError(
             f"{path} has non-numeric column(s) {cols}; drop them or encode them as numbers (e.g. one-hot) first."
         )
-    return Dataset(data=values.astype(np.float32), kind="tabular", name=str(path), feature_names=header)
+    return Dataset(data=values.astype(np.float32), target=target, kind="tabular", name=str(path), feature_names=header)
 
 
 def load_shards(folder: str | os.PathLike) -> Dataset:

@@ -91,7 +91,9 @@ class ConditionalVAE(VAE):
     """A VAE whose encoder and decoder are conditioned on a label or a side input y.
 
     ``fit(X, y)``, ``transform(X, y)``, ``inverse_transform(Z, y)``, ``sample(n, y=...)``,
-    ``score(X, y)``: every method that touches the networks takes the condition.
+    ``score(X, y)``: every method that touches the networks takes the condition. After fitting
+    on class labels, y may also be given as class probabilities (n, n_classes), float rows
+    summing to 1: one-hot rows are the labels, others decode between classes.
 
     Parameters
     ----------
@@ -225,7 +227,9 @@ class ConditionalVAE(VAE):
                 "per example); pass it as the second argument."
             )
         arr = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
-        if self.condition_ == "categorical":
+        if self.condition_ == "categorical" and self._soft_labels(arr):
+            out = arr.astype(np.float32)  # the networks read float rows as class probabilities
+        elif self.condition_ == "categorical":
             flat = arr.reshape(-1) if arr.ndim <= 1 or arr.shape[-1] == 1 else None
             if flat is None:
                 raise DataError(f"y must be one label per example, shape (n,); got shape {arr.shape}.")
@@ -252,6 +256,18 @@ class ConditionalVAE(VAE):
         if n is not None and out.shape[0] != n:
             raise DataError(f"y has {out.shape[0]} rows for {n} examples; pass one condition per example (or one for all).")
         return out
+
+    def _soft_labels(self, arr: np.ndarray) -> bool:
+        """Whether ``arr`` is a matrix of class probabilities (n, n_classes): float rows >= 0 that
+        sum to 1 (one-hot rows are the labels themselves; others mix the classes)."""
+        if arr.ndim != 2 or arr.shape[1] != self.n_cond_ or self.n_cond_ < 2 or arr.dtype.kind != "f":
+            return False
+        if not (np.all(arr >= 0) and np.allclose(arr.sum(1), 1.0, atol=1e-4)):
+            raise DataError(
+                f"y of shape {arr.shape} reads as class probabilities (one column per class), but its rows are "
+                "not >= 0 summing to 1; pass labels (n,), or one-hot / probability rows."
+            )
+        return True
 
     def encode_condition(self, y) -> np.ndarray:
         """y as ``module_`` takes it in ``cond=``: class indices (n,) int64, or floats (n, m)."""
@@ -386,7 +402,7 @@ class ConditionalVAE(VAE):
         if return_latent:
             out += (z.cpu().numpy(),)
         if return_y:
-            labels = self.classes_[C] if self.condition_ == "categorical" else C
+            labels = self.classes_[C] if self.condition_ == "categorical" and C.dtype.kind == "i" else C
             out += (labels,)
         return out[0] if len(out) == 1 else out
 

@@ -195,7 +195,8 @@ class HierarchicalVAE(_PseudoInputs, _BoundScore, VAE):
         The shared encoder body's layers (its output, h, has hidden[-1] units); the decoder and
         p(z1|z2) use them reversed; q(z1|x,z2) has one hidden layer of hidden[-1] units.
     c, mc_samples, warmup_epochs : as for :class:`IWAE`.
-    free_bits : must be 0.
+    free_bits : float
+        Must be 0 (the KL terms are Monte-Carlo estimates, not per-dimension closed forms).
     activation, architecture, channels, likelihood, sigma, scale, epochs, batch_size, lr,
     optimizer, weight_decay, lr_schedule, patience, validation_fraction, grad_clip, ema,
     seed, device, compile, verbose, checkpoint_dir : as for :class:`VAE`.

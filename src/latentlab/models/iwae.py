@@ -84,7 +84,8 @@ class IWAE(_BoundScore, VAE):
         Independent k-sample bounds averaged per example (the cost is mc_samples * k passes).
     warmup_epochs : float
         c rises linearly from 0 over this many epochs (an annealed bound; 0: none).
-    free_bits : must be 0 (the KL is not in closed form inside the bound).
+    free_bits : float
+        Must be 0 (the KL is not in closed form inside the bound).
     latent_dim, hidden, activation, architecture, channels, likelihood, sigma, scale, epochs,
     batch_size, lr, optimizer, weight_decay, lr_schedule, patience, validation_fraction,
     grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :

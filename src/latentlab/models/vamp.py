@@ -128,7 +128,8 @@ class VampPriorVAE(_PseudoInputs, _BoundScore, VAE):
     k : int
         Importance samples in the training bound; 1 (default) is the ELBO.
     c, mc_samples, warmup_epochs : as for :class:`IWAE` (c weights log p(z) - log q(z|x)).
-    free_bits : must be 0 (the KL has no closed form).
+    free_bits : float
+        Must be 0 (the KL has no closed form).
     latent_dim, hidden, activation, architecture, channels, likelihood, sigma, scale, epochs,
     batch_size, lr, optimizer, weight_decay, lr_schedule, patience, validation_fraction,
     grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
