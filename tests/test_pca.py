@@ -95,3 +95,14 @@ def test_save_load_round_trip(tmp_path, rng):
     np.testing.assert_array_equal(same.transform(X), pca.transform(X))
     np.testing.assert_array_equal(same.inverse_transform(pca.transform(X)), pca.inverse_transform(pca.transform(X)))
     assert same.score(X) == pca.score(X)
+
+
+def test_float32_data_far_from_the_origin_keeps_its_precision():
+    """A feature whose mean dwarfs its spread would lose float32's digits in X^T X - n m m^T;
+    PCA then centres the data first, and matches a float64 computation."""
+    rng = np.random.default_rng(0)
+    X64 = rng.normal(size=(2000, 6)) @ np.diag([3.0, 2.0, 1.0, 0.5, 0.2, 0.1]) + 1e4
+    X = X64.astype(np.float32)
+    pca = PCA(latent_dim=3).fit(X)
+    ref = np.linalg.eigvalsh(np.cov(X.astype(np.float64).T))[::-1][:3]
+    np.testing.assert_allclose(pca.explained_variance_, ref, rtol=1e-4)

@@ -16,7 +16,7 @@ _LOG_2PI = np.log(2.0 * np.pi)
 
 
 def _covariance(Xc: np.ndarray) -> np.ndarray:
-    """Xc^T Xc for centred data (n, F), with BLAS ``syrk`` (half the work of a general product)."""
+    """Xc^T Xc for data Xc (n, F), with BLAS ``syrk`` (half the work of a general product)."""
     syrk = scipy.linalg.blas.dsyrk if Xc.dtype == np.float64 else scipy.linalg.blas.ssyrk
     # Xc is C-contiguous (n, F), i.e. Fortran (F, n) for BLAS: syrk(a=Xc.T, trans=0) = Xc^T Xc.
     upper = syrk(1.0, Xc.T, trans=0, lower=0)
@@ -35,6 +35,33 @@ def _centred_scatter(Xf: np.ndarray, mean: np.ndarray, rows: int = 4096) -> np.n
         b = np.subtract(Xf[start : start + rows], mean, out=buf[: min(rows, n - start)])
         upper = syrk(1.0, b.T, beta=1.0, c=upper, trans=0, lower=0, overwrite_c=1)
     return np.triu(upper) + np.triu(upper, 1).T
+
+
+#: Largest (variance + mean^2) / variance of a feature for which X^T X - n m m^T is accurate enough
+#: in float32 (it loses about log10 of this many of float32's 7 digits to cancellation).
+_MAX_CANCELLATION = 16.0
+
+
+def _covariance_of(Xf: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Sample covariance (F, F) of Xf (n, F), n >= F.
+
+    The fast way is one BLAS product of the raw data, X^T X - n m m^T (no pass to centre the
+    data); it loses digits to cancellation when a feature's mean is large against its spread,
+    so then the centred blocks of :func:`_centred_scatter` are used instead. Standardized and
+    [0, 1] image data (latentlab's own scalings) take the fast way.
+    """
+    n = Xf.shape[0]
+    # SciPy's BLAS, like the eigensolver after it: NumPy's own BLAS threads would still be
+    # spinning when SciPy's start, and on a small machine the two pools slow each other down.
+    S = _covariance(Xf)
+    m = mean.astype(np.float64)
+    sq = np.diag(S).astype(np.float64) / n
+    var = sq - m * m
+    moving = sq > 0  # all-zero features have nothing to cancel
+    if np.all(var[moving] * _MAX_CANCELLATION >= sq[moving]):
+        C = (S.astype(np.float64) - n * np.outer(m, m)) / (n - 1)
+        return C.astype(Xf.dtype) if Xf.dtype == np.float32 else C
+    return _centred_scatter(Xf, mean) / (n - 1)
 
 
 def _on_disk(A) -> bool:
@@ -126,7 +153,7 @@ class PCA(LatentModel):
             Xf = self._apply_scaler(np.asarray(A, dtype=dtype)).reshape(n, -1)
             self.mean_ = Xf.mean(axis=0)
             if n >= F:
-                C = _centred_scatter(np.ascontiguousarray(Xf), self.mean_) / (n - 1)
+                C = _covariance_of(np.ascontiguousarray(Xf), self.mean_)
                 total_var = float(np.trace(C, dtype=np.float64))
             else:  # fewer samples than features: the SVD of the centred data
                 C, Xc = None, Xf - self.mean_
