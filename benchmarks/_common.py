@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import platform
 import re
 import subprocess
@@ -20,6 +21,15 @@ def find_mnist(path: str | None = None) -> Path | None:
             candidates.append(p if p.suffix == ".npz" else p / "binarized_mnist.npz")
     candidates.append(REPO.parent / "shared" / "data" / "binarized_mnist.npz")
     return next((c for c in candidates if c.is_file()), None)
+
+
+def require_mnist(path: str | None = None) -> Path:
+    """:func:`find_mnist`, or exit with status 2 and a message saying how to point to the file."""
+    found = find_mnist(path)
+    if found is None:
+        print("binarized_mnist.npz not found: pass --data or set LATENTLAB_DATA", file=sys.stderr)
+        raise SystemExit(2)
+    return found
 
 
 def machine() -> dict[str, str]:

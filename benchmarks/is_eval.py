@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import find_mnist, machine_line, write_section  # noqa: E402
+from _common import require_mnist, machine_line, write_section  # noqa: E402
 
 
 def gemm_rows_per_second(rows: int, d: int, h: int, f: int, seconds: float = 3.0) -> float:
@@ -63,10 +63,7 @@ def main(argv=None) -> int:
     from latentlab.evaluation import log_likelihood
     from latentlab.evaluation.likelihood import _default_sizes
 
-    path = find_mnist(args.data)
-    if path is None:
-        print("binarized_mnist.npz not found: pass --data or set LATENTLAB_DATA", file=sys.stderr)
-        return 2
+    path = require_mnist(args.data)
     d = np.load(path)
     train = np.ascontiguousarray(d["train"])
     test = np.ascontiguousarray(d["test"])

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import find_mnist, machine_line, write_section  # noqa: E402
+from _common import require_mnist, machine_line, write_section  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
@@ -47,10 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    path = find_mnist(args.data)
-    if path is None:
-        print("binarized_mnist.npz not found: pass --data or set LATENTLAB_DATA", file=sys.stderr)
-        return 2
+    path = require_mnist(args.data)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.epochs)], capture_output=True, text=True, env=env)
     if out.returncode != 0:

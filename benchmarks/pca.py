@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import find_mnist, machine_line, write_section  # noqa: E402
+from _common import require_mnist, machine_line, write_section  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,10 +40,7 @@ def main(argv=None) -> int:
 
     from latentlab import PCA
 
-    path = find_mnist(args.data)
-    if path is None:
-        print("binarized_mnist.npz not found: pass --data or set LATENTLAB_DATA", file=sys.stderr)
-        return 2
+    path = require_mnist(args.data)
     X = np.ascontiguousarray(np.load(path)["train"], dtype=np.float32)
     print(f"X {X.shape} {X.dtype}; scikit-learn {sklearn.__version__}; {machine_line()}")
     rows = []

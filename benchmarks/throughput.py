@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import find_mnist, machine, machine_line, write_section  # noqa: E402
+from _common import require_mnist, machine, machine_line, write_section  # noqa: E402
 
 D_IN, D_H, D_Z, BATCH, LR = 784, 400, 20, 128, 1e-3
 
@@ -249,10 +249,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.rounds, args.epochs, args.check_epochs = 1, 1, 0
 
-    path = find_mnist(args.data)
-    if path is None:
-        print("binarized_mnist.npz not found: pass --data or set LATENTLAB_DATA", file=sys.stderr)
-        return 2
+    path = require_mnist(args.data)
     device = torch.device(args.device)
     d = np.load(path)
     Xn = np.ascontiguousarray(d["train"], dtype=np.float32)

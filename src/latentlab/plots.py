@@ -196,12 +196,7 @@ def samples(model, image_shape=None, *, n: int = 64, seed: int = 0, X_ref=None, 
         return image_grid(S, image_shape, ncols=int(np.ceil(np.sqrt(n))), title=title)
     fig = _figure(4.2, 3.6)
     ax = fig.add_subplot()
-    cols = [0, 1] if S.shape[1] > 1 else [0, 0]
-    if X_ref is not None:
-        R = np.asarray(X_ref).reshape(len(X_ref), -1)
-        if R.shape[1] > 1:
-            cols = list(np.argsort(R.var(0))[::-1][:2])
-        ax.scatter(R[:, cols[0]], R[:, cols[1]], s=6, c="0.6", label="data")
+    cols = _table_axes(ax, S, X_ref, "0.6")
     ax.scatter(S[:, cols[0]], S[:, cols[1]], s=8, c="C3", label="samples")
     ax.set_xlabel(f"feature {cols[0]}")
     ax.set_ylabel(f"feature {cols[1]}")
@@ -209,6 +204,18 @@ def samples(model, image_shape=None, *, n: int = 64, seed: int = 0, X_ref=None, 
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def _table_axes(ax, S, X_ref, grey: str) -> list[int]:
+    """The two columns a table's samples ``S`` are drawn on: the data's two features of largest
+    variance (``X_ref``, drawn in ``grey`` first), else the first two. Returns their indices."""
+    cols = [0, 1] if S.shape[1] > 1 else [0, 0]
+    if X_ref is not None:
+        R = np.asarray(X_ref).reshape(len(X_ref), -1)
+        if R.shape[1] > 1:
+            cols = list(np.argsort(R.var(0))[::-1][:2])
+        ax.scatter(R[:, cols[0]], R[:, cols[1]], s=6, c=grey, label="data")
+    return cols
 
 
 def samples_by_label(model, image_shape=None, *, labels=None, per_label: int = 10, seed: int = 0, X_ref=None) -> Figure:
@@ -225,12 +232,7 @@ def samples_by_label(model, image_shape=None, *, labels=None, per_label: int = 1
         return labelled_grid(S, image_shape, y)
     fig = _figure(4.6, 3.9)
     ax = fig.add_subplot()
-    cols = [0, 1] if S.shape[1] > 1 else [0, 0]
-    if X_ref is not None:
-        R = np.asarray(X_ref).reshape(len(X_ref), -1)
-        if R.shape[1] > 1:
-            cols = list(np.argsort(R.var(0))[::-1][:2])
-        ax.scatter(R[:, cols[0]], R[:, cols[1]], s=6, c="0.8", label="data")
+    cols = _table_axes(ax, S, X_ref, "0.8")
     for i, v in enumerate(labels.tolist()):
         part = S[i * per_label : (i + 1) * per_label]
         ax.scatter(part[:, cols[0]], part[:, cols[1]], s=10, color=f"C{i % 10}", label=f"y = {v}")
