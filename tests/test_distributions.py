@@ -123,3 +123,28 @@ def test_support_checks_name_the_likelihood_that_fits():
     with pytest.raises(DataError, match="gaussian"):
         ContinuousBernoulli().check(np.array([[-0.5, 2.0]]))
     ContinuousBernoulli().check(grey)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 784), (1100, 784), (40, 64), (9, 17), (6, 7)])
+def test_softplus_sum_matches_float64_softplus(shape):
+    from latentlab.models.distributions import softplus_sum
+
+    logits = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 8
+    ref = torch.nn.functional.softplus(logits.double()).sum(-1)
+    with torch.no_grad():
+        got = softplus_sum(logits)
+    assert got.shape == ref.shape
+    # float32 sums of up to 784 terms of size ~10: the plain float32 formula errs as much
+    torch.testing.assert_close(got.double(), ref, rtol=2e-6, atol=1e-3)
+
+
+def test_softplus_sum_infinite_logits_and_gradients():
+    from latentlab.models.distributions import softplus_sum
+
+    logits = torch.zeros(3, 784)
+    logits[0, 0], logits[1, 1] = -math.inf, math.inf
+    got = softplus_sum(logits)
+    assert got[0] == pytest.approx(783 * math.log(2.0), rel=1e-6) and got[1] == math.inf
+    x = torch.randn(2, 784, requires_grad=True)
+    softplus_sum(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.sigmoid(x.detach()))

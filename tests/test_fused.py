@@ -123,3 +123,106 @@ def test_flat_optimizer_state_round_trips_per_parameter():
     # The per-parameter form loads into an ordinary optimiser over the same parameters.
     plain = torch.optim.Adam(module.parameters(), lr=1e-2)
     plain.load_state_dict(per)
+
+
+# ----------------------------------------------------------------------------- CPU GEMM backends
+@pytest.fixture
+def gemm_backend():
+    from latentlab import _gemm
+
+    yield _gemm
+    _gemm.set_backend(None)
+
+
+def test_numpy_gemm_matches_torch(gemm_backend):
+    g = torch.Generator().manual_seed(0)
+    a, w, b = torch.randn(33, 70, generator=g), torch.randn(50, 70, generator=g), torch.randn(50, generator=g)
+    gemm_backend.set_backend("numpy")
+    out = torch.full((70, 50), float("nan"))
+    got = gemm_backend.mm(a.t(), torch.randn(33, 50, generator=torch.Generator().manual_seed(1)), out=out)
+    assert got.data_ptr() == out.data_ptr()  # written in place
+    torch.testing.assert_close(got, a.t() @ torch.randn(33, 50, generator=torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(gemm_backend.linear(a, w, b), torch.addmm(b, a, w.t()))
+
+
+def test_numpy_gemm_leaves_autograd_and_float64_to_torch(gemm_backend):
+    gemm_backend.set_backend("numpy")
+    w = torch.randn(4, 3, requires_grad=True)
+    y = gemm_backend.linear(torch.randn(2, 3), w, torch.zeros(4))
+    y.sum().backward()  # the graph was kept: torch did the product
+    assert w.grad is not None
+    a64 = torch.randn(3, 3, dtype=torch.float64)
+    assert gemm_backend.mm(a64, a64).dtype == torch.float64
+
+
+def test_gemm_backend_setting_is_checked(gemm_backend, monkeypatch):
+    monkeypatch.setenv("LATENTLAB_CPU_GEMM", "torch")
+    assert gemm_backend.backend() == "torch"
+    monkeypatch.setenv("LATENTLAB_CPU_GEMM", "numpy")
+    assert gemm_backend.backend() == "numpy"
+    monkeypatch.setenv("LATENTLAB_CPU_GEMM", "mkl")
+    with pytest.raises(ValueError, match="LATENTLAB_CPU_GEMM"):
+        gemm_backend.backend()
+    with pytest.raises(ValueError, match="'torch', 'numpy'"):
+        gemm_backend.set_backend("blas")
+
+
+def test_openblas_follows_torch_thread_count(gemm_backend):
+    lib = gemm_backend._numpy_openblas()
+    if lib is None:
+        pytest.skip("NumPy is not linked with OpenBLAS here")
+    gemm_backend.set_backend("numpy")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        gemm_backend.mm(torch.ones(2, 2), torch.ones(2, 2))
+        assert lib.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_float32_step_is_the_same_on_either_blas(gemm_backend, backend):
+    """The in-place float32 step through either library agrees with float32 autograd."""
+    from latentlab.training.flat import FlatParameters
+
+    module = _module((16, 8), "relu")
+    x = (torch.rand(30, 12, generator=torch.Generator().manual_seed(2)) > 0.5).float()
+    gemm_backend.set_backend("torch")
+    t_ref, g_ref = _loss_and_grads(_module((16, 8), "relu"), x, ELBO(c=1.5, fast=False), 0.0, seed=3)
+    FlatParameters(module.parameters())
+    gemm_backend.set_backend(backend)
+    step = fused.fused_step(module, lambda p: 1.5)
+    torch.manual_seed(3)
+    loss, _, _ = step(x, 0.0)
+    assert float(loss) == pytest.approx(t_ref["loss"], rel=1e-5)
+    for n, p in module.named_parameters():
+        torch.testing.assert_close(p.grad, g_ref[n], rtol=1e-4, atol=1e-5)
+
+
+def test_divergence_is_reported_not_warned_on_numpy_blas(gemm_backend):
+    gemm_backend.set_backend("numpy")
+    a = torch.tensor([[float("inf"), 1.0]])
+    out = gemm_backend.mm(a, torch.tensor([[0.0], [1.0]]))  # inf * 0: nan, silently as in torch
+    assert torch.isnan(out).all()
+
+
+def test_one_thread_pool_during_the_steps_and_restored_after(gemm_backend):
+    lib = gemm_backend._numpy_openblas()
+    if lib is None:
+        pytest.skip("NumPy is not linked with OpenBLAS here")
+    gemm_backend.set_backend("numpy")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(KeyboardInterrupt):
+            with gemm_backend.blas_owns_threads():
+                gemm_backend.mm(torch.ones(2, 2), torch.ones(2, 2))
+                assert torch.get_num_threads() == 1 and lib.get_num_threads() == 2
+                raise KeyboardInterrupt
+        assert torch.get_num_threads() == 2
+        gemm_backend.set_backend("torch")
+        with gemm_backend.blas_owns_threads():  # nothing to arrange for torch's own BLAS
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

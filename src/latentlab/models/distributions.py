@@ -132,6 +132,41 @@ def _flat(t: torch.Tensor, batch_dims: int) -> torch.Tensor:
     return t.reshape(*t.shape[:batch_dims], -1)
 
 
+_SP_ROWS = 512  # rows per block: a (512, F) float32 block stays in a core's cache
+
+
+def _product_group(f: int) -> int:
+    """The largest divisor of f up to 120 (0 if under 16): groups whose product cannot underflow."""
+    for g in range(min(f, 120), 15, -1):
+        if f % g == 0:
+            return g
+    return 0
+
+
+def softplus_sum(logits: torch.Tensor) -> torch.Tensor:
+    """sum_j softplus(l_j) over the last dimension, about twice as fast as ``F.softplus(l).sum(-1)``
+    on a CPU, without gradient. softplus(l) = max(l, 0) - log sigmoid(|l|), and
+    sum_j max(l_j, 0) = (sum l + sum |l|) / 2, so one log per group of up to 120 pixels replaces
+    one per pixel: sigmoid(|l|) lies in [1/2, 1), a product of 120 such factors stays above
+    2^-120, a normal float32. Rows go in cache-sized blocks. Non-finite logits and gradients take
+    the plain formula."""
+    f = logits.shape[-1]
+    g = _product_group(f)
+    if (torch.is_grad_enabled() and logits.requires_grad) or g == 0 or logits.dtype != torch.float32:
+        return F.softplus(logits).sum(-1)
+    lf = logits.reshape(-1, f)
+    out = torch.empty(lf.shape[0], dtype=lf.dtype, device=lf.device)
+    for i in range(0, lf.shape[0], _SP_ROWS):
+        blk = lf[i:i + _SP_ROWS]
+        a = blk.abs()
+        half = blk.sum(-1).add_(a.sum(-1)).mul_(0.5)
+        logp = a.sigmoid_().view(blk.shape[0], f // g, g).prod(-1).log_().sum(-1)
+        torch.sub(half, logp, out=out[i:i + _SP_ROWS])
+    if not bool(torch.isfinite(out).all()):  # an infinite or NaN logit: the plain formula decides
+        return F.softplus(logits).sum(-1)
+    return out.view(logits.shape[:-1])
+
+
 class Bernoulli(Likelihood):
     """Bernoulli on logits, for binary data: log p = x l - softplus(l) = -BCE(logits, x), summed over features."""
 
@@ -146,7 +181,7 @@ class Bernoulli(Likelihood):
         nd = out.dim() - (x.dim() - 1)  # batch dims of the result (sample dims, then B)
         lf = _flat(out, nd)  # (..., B, F)
         xf = x.reshape(x.shape[0], -1).to(lf.dtype)  # (B, F)
-        return torch.einsum("...bf,bf->...b", lf, xf) - F.softplus(lf).sum(-1)
+        return torch.einsum("...bf,bf->...b", lf, xf) - softplus_sum(lf)
 
     def mean(self, out):
         return torch.sigmoid(out)
