@@ -16,7 +16,6 @@ memory, never the number.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .. import _gemm
 from .._validation import check_int
 from ..errors import LatentlabError
 from ..models.distributions import DiagonalGaussian
@@ -226,8 +224,7 @@ def log_likelihood(model, X, k: int = 1000, *, cond=None, seed: int = 0, chunk_s
     was_training = module.training
     module.eval()
     try:
-        with _gemm.blas_owns_threads() if device.type == "cpu" else contextlib.nullcontext():
-            ll, elbo = _run(model, module, A, k, cond, seed, chunk, bs, device)
+        ll, elbo = _run(model, module, A, k, cond, seed, chunk, bs, device)
     finally:
         module.train(was_training)
     jac = log_jacobian(model)

@@ -26,9 +26,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import _gemm
-from .networks import Linear
-
 __all__ = ["supports", "fused_bernoulli_elbo", "fused_step"]
 
 _RELU, _TANH = 1, 2
@@ -41,7 +38,7 @@ def _layers(seq: nn.Module):
     mods, out, i = list(seq), [], 0
     while i < len(mods):
         lin = mods[i]
-        if type(lin) not in (nn.Linear, Linear) or lin.bias is None:
+        if type(lin) is not nn.Linear or lin.bias is None:
             return None
         act = 0
         if i + 1 < len(mods):
@@ -94,7 +91,7 @@ def _params(plan):
 
 def _mlp_forward(h, layers, keep):
     for lin, act in layers:
-        h = _gemm.linear(h, lin.weight, lin.bias)
+        h = torch.addmm(lin.bias, h, lin.weight.t())
         if act == _RELU:
             h = h.relu_()
         elif act == _TANH:
@@ -136,10 +133,7 @@ def _mlp_backward(grad, layers, inputs, outs, grads, scale, need_input_grad=True
         elif act == _TANH:  # 1 - y^2
             grad = grad * (1.0 - outs[i] * outs[i])
         dw, db = grads[i] if grads[i] is not None else (torch.empty_like(lin.weight), torch.empty_like(lin.bias))
-        if scale != 1.0:
-            torch.addmm(dw, grad.t(), inputs[i], beta=0.0, alpha=scale, out=dw)
-        else:
-            _gemm.mm(grad.t(), inputs[i], out=dw)
+        torch.addmm(dw, grad.t(), inputs[i], beta=0.0, alpha=scale, out=dw)
         torch.sum(grad, 0, out=db)
         if scale != 1.0:
             db.mul_(scale)
@@ -149,7 +143,7 @@ def _mlp_backward(grad, layers, inputs, outs, grads, scale, need_input_grad=True
                 grad = torch.addmm(inputs[i], grad, lin.weight, beta=0.0, alpha=scale)
                 scale = 1.0
             else:
-                grad = _gemm.mm(grad, lin.weight)
+                grad = torch.mm(grad, lin.weight)
     return grad
 
 
@@ -163,12 +157,7 @@ def _backward(saved, plan, w: float, g: float, grads):
     r = torch.rsub(q, 1.0)
     dlogits = torch.addcmul(r, r, x, value=-2.0)  # s (q - 1) = (1 - q)(1 - 2x); times gb below
     dec_grads = grads[ne:]
-    if _gemm.backend() == "numpy" and x.device.type == "cpu":  # NumPy's matmul has no alpha
-        dlogits.mul_(gb)
-        gb_rest = 1.0
-    else:
-        gb_rest = gb
-    dz = _mlp_backward(dlogits, dec, [z, *dec_hidden], [*dec_hidden, None], dec_grads, gb_rest)
+    dz = _mlp_backward(dlogits, dec, [z, *dec_hidden], [*dec_hidden, None], dec_grads, gb)
     wg = w * gb
     dmu = torch.add(dz, mu, alpha=wg)
     dlv = (dz * eps).mul_(0.5 * std).add_(var - 1.0, alpha=0.5 * wg)

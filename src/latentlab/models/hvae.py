@@ -31,7 +31,7 @@ from ..objectives import ImportanceWeightedBound
 from .base import register
 from .distributions import DiagonalGaussian, standard_normal_log_prob
 from .iwae import _BoundScore
-from .networks import MLP, ConvDecoder, ConvEncoder, Linear, activation
+from .networks import MLP, ConvDecoder, ConvEncoder, activation
 from .vae import VAE, VAEModule
 from .vamp import VampPrior, _PseudoInputs
 
@@ -318,7 +318,7 @@ class HierarchicalVAE(_PseudoInputs, _BoundScore, VAE):
         body = nn.Sequential(body, activation(act))
         module = HierarchicalVAEModule(
             body,
-            Linear(H, 2 * d2),
+            nn.Linear(H, 2 * d2),
             MLP(H + d2, (H,), 2 * d1, act),
             MLP(d2, hidden[::-1], 2 * d1, act),
             decoder,

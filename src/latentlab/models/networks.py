@@ -6,9 +6,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .. import _gemm
 from ..errors import ConfigError
 
 ACTIVATIONS = {
@@ -21,7 +19,7 @@ ACTIVATIONS = {
     "softplus": nn.Softplus,
 }
 
-__all__ = ["ACTIVATIONS", "Linear", "MLP", "ConvEncoder", "ConvDecoder", "activation"]
+__all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "activation"]
 
 
 def activation(name: str) -> nn.Module:
@@ -31,22 +29,6 @@ def activation(name: str) -> nn.Module:
         raise ConfigError(
             f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}; got {name!r}."
         ) from None
-
-
-class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters, same state_dict) whose products outside autograd, on float32
-    CPU tensors, go through :mod:`latentlab._gemm`, i.e. NumPy's OpenBLAS where that is the faster
-    BLAS: encoding, decoding and the importance-sampled likelihood's K samples per example."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() < 2:
-            return F.linear(x, self.weight, self.bias)
-        flat = x.reshape(-1, x.shape[-1])
-        if self.bias is None:
-            out = _gemm.mm(flat, self.weight.t())
-        else:
-            out = _gemm.linear(flat, self.weight, self.bias)
-        return out.view(*x.shape[:-1], out.shape[-1])
 
 
 class MLP(nn.Sequential):
@@ -59,8 +41,8 @@ class MLP(nn.Sequential):
         layers: list[nn.Module] = []
         sizes = [in_features, *hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [Linear(a, b), activation(act)]
-        layers.append(Linear(sizes[-1], out_features))
+            layers += [nn.Linear(a, b), activation(act)]
+        layers.append(nn.Linear(sizes[-1], out_features))
         super().__init__(*layers)
 
 

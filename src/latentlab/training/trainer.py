@@ -29,7 +29,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .. import _gemm
 from .._version import __version__
 from ..config import TrainConfig
 from ..errors import CheckpointError, DivergenceError
@@ -610,60 +609,57 @@ def _train(
                     # the saved sums are over every process: rank 0 carries them, the others start at 0
                     acc = torch.tensor(acc_saved, dtype=torch.float64, device=device) * (rank == 0)
                     count = count_saved if rank == 0 else 0
-                # The fused step on NumPy's OpenBLAS: one thread pool for the epoch's steps (see _gemm).
-                pool = _gemm.blas_owns_threads() if fast_step is not None and device.type == "cpu" else contextlib.nullcontext()
-                with pool:
-                    for step in range(step0, steps_per_epoch):
-                        lo = step * gbs + rank * bs
-                        hi = min(lo + bs, n)
-                        idx = perm[lo:hi]
-                        batch = train_data.gather(idx)
-                        progress = epoch + step / steps_per_epoch
-                        if fast_step is not None:  # loss and gradients at once, gradients in place
-                            loss, terms = fast_step(batch, progress)
-                            if step % check_every == 0 and not bool(torch.isfinite(loss)):
-                                raise _diverged(epoch, step, steps_per_epoch, float(loss), config, path)
-                            if config.grad_clip is not None:
-                                torch.nn.utils.clip_grad_norm_([flat.param], config.grad_clip)
-                        else:
-                            p_arg = torch.tensor(progress) if progress_as_tensor else progress
-                            loss, terms = step_fn(batch, p_arg)
-                            if world > 1 and step % check_every == 0:
-                                # One small all-reduce makes every process take the same decision at the same step.
-                                bad, stop = _agree(loss, interrupt.flag, device)
-                                if bad:
-                                    raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
-                                if stop:
-                                    sums = None if acc is None else distributed.all_reduce_sum(_with_count(acc, count))
-                                    if sums is None:
-                                        save(epoch, step, None, 0, mid_epoch=True)
-                                    else:
-                                        save(epoch, step, sums[:-1].tolist(), int(sums[-1]), mid_epoch=True)
-                                    raise KeyboardInterrupt
-                            elif step % check_every == 0 and not bool(torch.isfinite(loss)):
+                for step in range(step0, steps_per_epoch):
+                    lo = step * gbs + rank * bs
+                    hi = min(lo + bs, n)
+                    idx = perm[lo:hi]
+                    batch = train_data.gather(idx)
+                    progress = epoch + step / steps_per_epoch
+                    if fast_step is not None:  # loss and gradients at once, gradients in place
+                        loss, terms = fast_step(batch, progress)
+                        if step % check_every == 0 and not bool(torch.isfinite(loss)):
+                            raise _diverged(epoch, step, steps_per_epoch, float(loss), config, path)
+                        if config.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_([flat.param], config.grad_clip)
+                    else:
+                        p_arg = torch.tensor(progress) if progress_as_tensor else progress
+                        loss, terms = step_fn(batch, p_arg)
+                        if world > 1 and step % check_every == 0:
+                            # One small all-reduce makes every process take the same decision at the same step.
+                            bad, stop = _agree(loss, interrupt.flag, device)
+                            if bad:
                                 raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
-                            opt.zero_grad(set_to_none=True)
-                            loss.backward()
-                            if config.grad_clip is not None:
-                                torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-                        opt.step()
-                        if ema is not None:
-                            ema.update()
-                        if term_names is None:
-                            term_names = list(terms)
-                        vals = torch.stack([terms[k].detach() for k in term_names]).to(torch.float64)
-                        b = hi - lo
-                        if acc is not None and acc.shape != vals.shape:  # only sums read from a checkpoint can differ
-                            raise _damaged(path, f"its running sums have {acc.numel()} terms, the objective {vals.numel()}")
-                        acc = vals * b if acc is None else acc.add_(vals, alpha=b)
-                        count += b
-                        bar.update(1)
-                        if bar.n % 50 == 0 and not bar.disable:
-                            bar.set_postfix({k: f"{float(v) / count:.3g}" for k, v in zip(term_names, acc)}, refresh=False)
-                        if interrupt.flag:
-                            if world == 1:
-                                save(epoch, step + 1, acc.tolist(), count, mid_epoch=True)
-                            raise KeyboardInterrupt
+                            if stop:
+                                sums = None if acc is None else distributed.all_reduce_sum(_with_count(acc, count))
+                                if sums is None:
+                                    save(epoch, step, None, 0, mid_epoch=True)
+                                else:
+                                    save(epoch, step, sums[:-1].tolist(), int(sums[-1]), mid_epoch=True)
+                                raise KeyboardInterrupt
+                        elif step % check_every == 0 and not bool(torch.isfinite(loss)):
+                            raise _diverged(epoch, step, steps_per_epoch, float(loss.detach()), config, path)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if config.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                    opt.step()
+                    if ema is not None:
+                        ema.update()
+                    if term_names is None:
+                        term_names = list(terms)
+                    vals = torch.stack([terms[k].detach() for k in term_names]).to(torch.float64)
+                    b = hi - lo
+                    if acc is not None and acc.shape != vals.shape:  # only sums read from a checkpoint can differ
+                        raise _damaged(path, f"its running sums have {acc.numel()} terms, the objective {vals.numel()}")
+                    acc = vals * b if acc is None else acc.add_(vals, alpha=b)
+                    count += b
+                    bar.update(1)
+                    if bar.n % 50 == 0 and not bar.disable:
+                        bar.set_postfix({k: f"{float(v) / count:.3g}" for k, v in zip(term_names, acc)}, refresh=False)
+                    if interrupt.flag:
+                        if world == 1:
+                            save(epoch, step + 1, acc.tolist(), count, mid_epoch=True)
+                        raise KeyboardInterrupt
                 step0 = 0
 
                 # ---- end of epoch: metrics, validation, early stopping, checkpoint ----
