@@ -171,7 +171,7 @@ def render(runs) -> str:
                 if "test_nll" in r else "")
         hours = f"{r['train_hours']:.2f}" + (f" + {r['eval_minutes'] / 60:.2f}" if "eval_minutes" in r else "")
         cmds = f"`{r['train_command']}`" + (f"; `{r['eval_command']}`" if "eval_command" in r else "")
-        note = f" {r['note']}" if r.get("note") else ""
+        note = f"; note: {r['note']}" if r.get("note") else ""
         lines.append(
             f"| {r['started'][:16].replace('T', ' ')} | {r['description']} | {train} | {r['epochs']} ({r['best_epoch']}) | "
             f"{r['status']}{note} | {_fmt(r.get('best_val_loss'))} | {test} | {_fmt(-r['test_elbo'] if 'test_elbo' in r else None)} | "
