@@ -200,10 +200,10 @@ def gemm_step_times(device, reps: int = 300) -> dict[str, float]:
         libs["numpy"] = lambda a, b: np.matmul(*mats_np[id(a)])
     per = {}
     for name, mm in libs.items():
+        for a, b in mats * 20:  # warm-up
+            mm(a, b)
         times = [0.0] * len(mats)
-        for rep in range(20 + reps):  # the step's sequence of shapes, each multiply timed in place
-            if rep == 20:
-                times = [0.0] * len(mats)
+        for _ in range(reps):  # the step's sequence of shapes, each multiply timed in place
             for i, (a, b) in enumerate(mats):
                 t = time.perf_counter()
                 mm(a, b)
@@ -299,8 +299,9 @@ def main(argv=None) -> int:
     steps_s = gemm_step_times(device)
     step_s = steps_s["best"]
     ceiling = BATCH / step_s
-    gflops = gemm_flops_per_sample() * BATCH / step_s / 1e9
-    lib_rates = {k: gemm_flops_per_sample() * BATCH / v / 1e9 for k, v in steps_s.items() if k != "best"}
+    step_flops = gemm_flops_per_sample() * BATCH
+    gflops = step_flops / step_s / 1e9
+    lib_rates = {k: step_flops / v / 1e9 for k, v in steps_s.items() if k != "best"}
     lib_text = ", ".join(f"{k} {v:.0f}" for k, v in lib_rates.items())
     torch_ceiling = BATCH / steps_s["torch"]
     print(f"GEMM rate of the step's shapes by library, GFLOP/s: {lib_text} (latentlab multiplies with torch's)")
