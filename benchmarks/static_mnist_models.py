@@ -155,7 +155,7 @@ def render(runs) -> str:
         else:
             verdict = "met" if best["test_nll"] <= target else "missed"
             lines.append(f"| {label} | <= {target} | {anchors} | {best['test_nll']:.2f} ± {best['test_nll_se']:.2f} "
-                         f"({best['description']}, {best['epochs']} epochs) | {verdict} |")
+                         f"({best['description']}, {best.get('eval_epochs', best['epochs'])} epochs) | {verdict} |")
     lines += [
         "",
         "Every run, evaluated or not (training status as last recorded; test columns empty until evaluated):",
@@ -169,8 +169,13 @@ def render(runs) -> str:
                  f"patience {s['patience']}" + (f", first {s['subset']} train images" if s.get("subset") else ""))
         test = (f"**{r['test_nll']:.2f}** ± {r['test_nll_se']:.2f} (K={r['k']}, {r['test_images']})"
                 if "test_nll" in r else "")
+        if test and r.get("eval_best_epoch") is not None:
+            test += f", weights of epoch {r['eval_best_epoch']}"
+            if r["eval_best_epoch"] != r["best_epoch"]:
+                test += f" (best is now epoch {r['best_epoch']}: not evaluated yet)"
         hours = f"{r['train_hours']:.2f}" + (f" + {r['eval_minutes'] / 60:.2f}" if "eval_minutes" in r else "")
-        cmds = f"`{r['train_command']}`" + (f"; `{r['eval_command']}`" if "eval_command" in r else "")
+        cmds = "; ".join(f"`{c}`" for c in [r["train_command"], *r.get("resume_commands", [])])
+        cmds += f"; `{r['eval_command']}`" if "eval_command" in r else ""
         note = f"; note: {r['note']}" if r.get("note") else ""
         lines.append(
             f"| {r['started'][:16].replace('T', ' ')} | {r['description']} | {train} | {r['epochs']} ({r['best_epoch']}) | "
@@ -201,6 +206,8 @@ def train(a) -> None:
     settings = {k: v for k, v in vars(a).items() if k not in ("func", "no_record", "benchmarks_file", "results_file", "data")}
     entry = old or {"id": run_id, "model": a.model, "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                     "train_command": command_line(), "settings": settings}
+    if old is not None and command_line() not in [old["train_command"], *old.get("resume_commands", [])]:
+        entry.setdefault("resume_commands", []).append(command_line())
     entry.update(description=describe(est), params={k: v for k, v in est.get_params().items() if k != "checkpoint_dir"},
                  machine=machine_info(), revision=git_revision())
     t0 = time.perf_counter()
@@ -259,7 +266,8 @@ def evaluate(a) -> None:
     m = evaluate_model(model, T, k=a.k, seed=a.seed)
     hist = model.history_
     entry.update(
-        epochs=len(hist), best_epoch=model.best_epoch_, k=a.k, test_images=len(T),
+        epochs=len(hist), best_epoch=model.best_epoch_, eval_epochs=len(hist), eval_best_epoch=model.best_epoch_,
+        k=a.k, test_images=len(T),
         test_nll=-m["log_likelihood"], test_nll_se=m["log_likelihood_se"], test_elbo=m["elbo"], test_kl=m["kl"],
         test_rec=m["rec"], active_units=m["active_units"], bits_per_dim=m["bits_per_dim"],
         eval_minutes=(time.perf_counter() - t0) / 60, eval_command=command_line(), eval_machine=machine_info(),

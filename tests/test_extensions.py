@@ -356,6 +356,16 @@ def test_static_mnist_models_script_trains_resumes_evaluates_and_records(tmp_pat
     text = md.read_text()
     assert "## Someone else's benchmark\n\nkeep me" in text and text.count("the VAE family") == 1
     assert "no full run evaluated yet" in text  # a 10-image, K = 8 check is not a benchmark result
+    # the resume is recorded with its own command; the test result names the weights it measured
+    assert len(entry["resume_commands"]) == 1 and "--epochs 3" in entry["resume_commands"][0]
+    assert entry["eval_epochs"] == 3 and entry["eval_best_epoch"] == entry["best_epoch"]
+    assert f"weights of epoch {entry['best_epoch']}" in text and "not evaluated yet" not in text
+    # training on after the evaluation: the record must not pass the old test figure off as the new weights'
+    run("train", "--model", "hvae-vamp", "--out", out, "--epochs", "6", "--chunk", "3")
+    (entry,) = json.loads(res.read_text())
+    assert entry["epochs"] == 6 and entry["eval_epochs"] == 3 and len(entry["resume_commands"]) == 2
+    stale = entry["best_epoch"] != entry["eval_best_epoch"]
+    assert ("not evaluated yet" in md.read_text()) == stale
 
 
 @pytest.mark.parametrize("cls", [IWAE, VampPriorVAE, ConditionalVAE, HierarchicalVAE])
