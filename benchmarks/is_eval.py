@@ -11,11 +11,13 @@ the running logsumexp) is what the ratio measures.
 
     python benchmarks/is_eval.py                  # 1000 test images, K = 5000
     python benchmarks/is_eval.py --n-test 10000   # the whole test split (about 10x longer)
+    python benchmarks/is_eval.py --rows-ab 4096,2048,1024   # decoder rows per call, interleaved A/B
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -61,6 +63,28 @@ def gemm_rows_per_second(rows: int, d: int, h: int, f: int, seconds: float = 3.0
     return res
 
 
+def rows_ab(vae, test, k: int, rows_list, rounds: int = 6) -> None:
+    """The evaluation's time per decoder-call size, in interleaved rounds (32 images per call);
+    the same seed gives the same estimate whatever the size, which this checks."""
+    from latentlab.evaluation import log_likelihood
+
+    times: dict[int, list[float]] = {r: [] for r in rows_list}
+    nll = None
+    for _ in range(rounds):
+        for r in rows_list:
+            t0 = time.perf_counter()
+            ll = log_likelihood(vae, test, k=k, seed=0, batch_size=32, chunk_size=r // 32)
+            times[r].append(time.perf_counter() - t0)
+            nll = -ll.mean if nll is None else nll
+            assert abs(-ll.mean - nll) < 1e-3, "the estimate changed with the call size"
+    print(f"{machine_line()}; {len(test)} test images, K = {k}, {rounds} interleaved rounds")
+    base = rows_list[0]
+    for r in rows_list:
+        ratios = sorted(a / b for a, b in zip(times[r], times[base]))
+        print(f"{r:6d} rows per call: min {min(times[r]):.2f} s, median {statistics.median(times[r]):.2f} s; "
+              f"paired ratio to {base}: {ratios[0]:.2f}-{ratios[-1]:.2f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=None)
@@ -69,6 +93,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="training epochs before the evaluation")
     ap.add_argument("--rounds", type=int, default=2, help="GEMM-bound measurements around the evaluation")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--rows-ab", default=None,
+                    help="comma-separated decoder rows per call: time each on 64 test images, interleaved over "
+                         "6 rounds, print, and stop (nothing written)")
     args = ap.parse_args(argv)
 
     import torch
@@ -86,6 +113,9 @@ def main(argv=None) -> int:
     D, H, F = 20, 400, 784
     vae = VAE(latent_dim=D, hidden=(H,), likelihood="bernoulli", epochs=args.epochs, batch_size=128,
               validation_fraction=0.0, seed=0, device="cpu", verbose=False).fit(train)
+    if args.rows_ab:
+        rows_ab(vae, test[:64], args.k, [int(r) for r in args.rows_ab.split(",")])
+        return 0
     chunk, bs = _default_sizes(torch.device("cpu"), args.k, len(test), None, None)
     rows = chunk * bs  # latent samples per decoder call in the evaluation
     print(f"{machine_line()}; torch threads {torch.get_num_threads()}")

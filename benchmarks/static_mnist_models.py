@@ -204,10 +204,11 @@ def train(a) -> None:
     run_id = str(out.resolve().relative_to(REPO)) if out.resolve().is_relative_to(REPO) else str(out.resolve())
     old = next((r for r in _load_runs(results) if r["id"] == run_id), None)
     settings = {k: v for k, v in vars(a).items() if k not in ("func", "no_record", "benchmarks_file", "results_file", "data")}
+    cmd = command_line()
     entry = old or {"id": run_id, "model": a.model, "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    "train_command": command_line(), "settings": settings}
-    if old is not None and command_line() not in [old["train_command"], *old.get("resume_commands", [])]:
-        entry.setdefault("resume_commands", []).append(command_line())
+                    "train_command": cmd, "settings": settings}
+    if old is not None and cmd not in [old["train_command"], *old.get("resume_commands", [])]:
+        entry.setdefault("resume_commands", []).append(cmd)
     entry.update(description=describe(est), params={k: v for k, v in est.get_params().items() if k != "checkpoint_dir"},
                  machine=machine_info(), revision=git_revision())
     t0 = time.perf_counter()

@@ -140,8 +140,8 @@ class LogLikelihood:
 def _default_sizes(device: torch.device, k: int, n: int, chunk_size, batch_size) -> tuple[int, int]:
     # Rows per decoder call: enough for the matrix multiplies to run at full rate, few enough
     # that the (rows, features) temporaries stay in cache on a CPU. On the development CPU
-    # (16 MiB L3) 2048 rows evaluate 6-8% faster than 4096 (2.10 against 2.26 s for 64 MNIST
-    # images at K = 5000, interleaved runs); 1024 are as fast as 2048.
+    # (16 MiB L3) 2048 rows evaluate 3-12% faster than 4096 and no slower than 1024
+    # (`python benchmarks/is_eval.py --rows-ab 4096,2048,1024`, in BENCHMARKS.md).
     rows = 2048 if device.type == "cpu" else 131072
     if batch_size is None:
         batch_size = min(max(TILE_N, (n + TILE_N - 1) // TILE_N * TILE_N), 2 * TILE_N)
