@@ -102,7 +102,7 @@ def main(argv=None) -> int:
 
     from latentlab import VAE
     from latentlab.evaluation import log_likelihood
-    from latentlab.evaluation.likelihood import _default_sizes
+    from latentlab.evaluation.likelihood import default_sizes
 
     path = require_mnist(args.data)
     d = np.load(path)
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     if args.rows_ab:
         rows_ab(vae, test[:64], args.k, [int(r) for r in args.rows_ab.split(",")])
         return 0
-    chunk, bs = _default_sizes(torch.device("cpu"), args.k, len(test), None, None)
+    chunk, bs = default_sizes(torch.device("cpu"), args.k, len(test), None, None)
     rows = chunk * bs  # latent samples per decoder call in the evaluation
     print(f"{machine_line()}; torch threads {torch.get_num_threads()}")
     print(f"model 784-{H}-{D}, trained {args.epochs} epochs; {len(test)} test images, K = {args.k}; "

@@ -254,7 +254,7 @@ def test_model_options_come_from_the_signatures():
     """Every constructor parameter is an option (but the three the command sets itself)."""
     import inspect
 
-    from latentlab.api import MODELS
+    from latentlab.models import MODELS
 
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["fit"]

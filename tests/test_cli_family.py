@@ -10,6 +10,7 @@ import pytest
 from latentlab import api, cli, load, plots, report
 from latentlab.datasets import load_digits, load_table
 from latentlab.errors import DataError
+from latentlab.models import MODELS
 
 TINY = ["--epochs", "1", "--hidden", "16", "--eval-k", "10"]
 EXTRA = {"iwae": ["--k", "2"], "vamp": ["--n-pseudo-inputs", "10"], "hvae": ["--latent-dim2", "3"], "cvae": []}
@@ -51,7 +52,7 @@ def test_fit_evaluate_use_and_report(tmp_path, capsys, model):
     d = tmp_path / model
     out = run_json(capsys, "fit", model, "--data", "digits", "--latent-dim", "2", *TINY, *EXTRA[model], "--out", d)
     assert out["model"] == model and out["metrics"]["n_test"] == 180 and out["metrics"]["epochs"] == 1
-    assert type(load(d)).__name__ == type(api.MODELS[model]()).__name__
+    assert type(load(d)).__name__ == type(MODELS[model]()).__name__
 
     ev = run_json(capsys, "evaluate", d, "--k", "10")["metrics"]
     assert ev["n_examples"] == 180 and np.isfinite(ev["elbo"]) and ev["log_likelihood"] >= ev["elbo"] - 1.0

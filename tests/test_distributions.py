@@ -6,7 +6,7 @@ import torch
 from torch import distributions as D
 
 from latentlab import DataError
-from latentlab.models.distributions import (
+from latentlab.nn.distributions import (
     Bernoulli,
     ContinuousBernoulli,
     DiagonalGaussian,
@@ -127,7 +127,7 @@ def test_support_checks_name_the_likelihood_that_fits():
 
 @pytest.mark.parametrize("shape", [(3, 5, 784), (1100, 784), (40, 64), (9, 17), (6, 7)])
 def test_softplus_sum_matches_float64_softplus(shape):
-    from latentlab.models.distributions import softplus_sum
+    from latentlab.nn.distributions import softplus_sum
 
     logits = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 8
     ref = torch.nn.functional.softplus(logits.double()).sum(-1)
@@ -139,7 +139,7 @@ def test_softplus_sum_matches_float64_softplus(shape):
 
 
 def test_softplus_sum_infinite_logits_and_gradients():
-    from latentlab.models.distributions import softplus_sum
+    from latentlab.nn.distributions import softplus_sum
 
     logits = torch.zeros(3, 784)
     logits[0, 0], logits[1, 1] = -math.inf, math.inf

@@ -24,7 +24,7 @@ from latentlab.evaluation import (
     regularity,
 )
 from latentlab.evaluation.likelihood import TILE_K, TILE_N, noise_tiles
-from latentlab.models.vae import VAEModule
+from latentlab.nn.modules import VAEModule
 
 # ----------------------------------------------------------------------------- a linear-Gaussian VAE
 F, D, SIGMA = 5, 2, 0.5
@@ -133,9 +133,9 @@ def test_the_noise_of_an_example_depends_on_seed_example_and_sample_only():
 class _ExtraNoiseModule(VAEModule):
     """Draws noise of its own from the generator (as a second stochastic layer would)."""
 
-    def log_importance_weights(self, x, k, generator=None, posterior=None):
+    def log_importance_weights(self, x, k, generator=None, posterior=None, cond=None):
         extra = torch.randn(k, x.shape[0], generator=generator, device=x.device)
-        return super().log_importance_weights(x, k, generator=generator, posterior=posterior) + 0.0 * extra
+        return super().log_importance_weights(x, k, generator=generator, posterior=posterior, cond=cond) + 0.0 * extra
 
 
 def test_models_that_draw_their_own_noise_are_still_chunk_independent(linear):
@@ -342,7 +342,7 @@ def test_bernoulli_log_prob_keeps_the_sample_and_batch_dimensions():
     # log_importance_weights decodes (k, B, D) codes: the likelihood must return (k, B).
     from torch.nn import functional as Fn
 
-    from latentlab.models.distributions import Bernoulli
+    from latentlab.nn.distributions import Bernoulli
 
     g = torch.Generator().manual_seed(0)
     out = 8 * torch.randn(5, 7, 30, generator=g, requires_grad=True)  # (k, B, F) logits

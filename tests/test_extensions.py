@@ -18,7 +18,7 @@ from latentlab import (
     VampPriorVAE,
     load,
 )
-from latentlab.models.distributions import diagonal_gaussian_mixture_log_prob
+from latentlab.nn.distributions import diagonal_gaussian_mixture_log_prob
 from latentlab.objectives import ImportanceWeightedBound, elbo_terms, iw_bound
 
 FAST = dict(hidden=(32,), verbose=False)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from latentlab import VAE
-from latentlab.models import fused
+from latentlab.objectives import fused
 from latentlab.objectives import ELBO
 
 

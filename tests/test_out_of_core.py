@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from latentlab import PCA, VAE, Autoencoder
-from latentlab._validation import as_array
+from latentlab.validation import as_array
 from latentlab.errors import DataError
 from latentlab.training import ShardedArray
 from latentlab.training import data as data_mod
@@ -125,7 +125,7 @@ def test_fit_transform_score_read_sharded_data_in_bounded_pieces(shards, monkeyp
 
     monkeypatch.setattr(ShardedArray, "take", take)
     monkeypatch.setattr(ShardedArray, "__array__", whole)
-    monkeypatch.setattr("latentlab._validation.chunk_rows", lambda arr, target_bytes=0: 64)  # whole-data passes
+    monkeypatch.setattr("latentlab.validation.chunk_rows", lambda arr, target_bytes=0: 64)  # whole-data passes
     monkeypatch.setattr("latentlab.models.neural._EVAL_BATCH", 100)  # transform and score
     S = open_npy(d)
     ae = Autoencoder(latent_dim=2, hidden=(8,), epochs=2, batch_size=16, verbose=False).fit(S)
@@ -207,7 +207,7 @@ def test_fit_transform_score_on_a_memmap_keep_the_resident_set_well_under_the_da
 def test_batches_from_a_memmap_are_read_with_pread_in_batch_sized_pieces(tmp_path, rng, monkeypatch):
     """Instrumented reads: every byte of every batch comes from positioned reads of the file,
     in pieces no larger than a batch, and each epoch reads each training row once."""
-    import latentlab._mmap as mm
+    import latentlab.memmap as mm
 
     X = (rng.random((1000, 24)) < 0.3).astype(np.uint8)
     np.save(tmp_path / "x.npy", X)

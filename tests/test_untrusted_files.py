@@ -120,7 +120,7 @@ def _write(tmp: Path, name: str, data: bytes) -> Path:
 def test_load_npy(tmp_path, data):
     ds = only_latentlab_errors(load_npy, _write(tmp_path, "x.npy", data))
     if ds is not None:  # whatever loaded is usable: the checks at the boundary pass or say why
-        only_latentlab_errors(latentlab._validation.as_array, ds.data)
+        only_latentlab_errors(latentlab.validation.as_array, ds.data)
 
 
 @FUZZ

@@ -95,17 +95,17 @@ class _FixedPosterior(torch.nn.Module):
 
     def __init__(self, mean, logvar):
         super().__init__()
-        from latentlab.models.distributions import Bernoulli
+        from latentlab.nn.distributions import Bernoulli
 
         self.mean, self.logvar = mean, logvar
         self.likelihood = Bernoulli()
 
-    def encode(self, x):
-        from latentlab.models.distributions import DiagonalGaussian
+    def encode(self, x, cond=None):
+        from latentlab.nn.distributions import DiagonalGaussian
 
         return DiagonalGaussian(self.mean.expand(len(x), -1), self.logvar.expand(len(x), -1))
 
-    def decode(self, z):
+    def decode(self, z, cond=None):
         return torch.zeros(*z.shape[:-1], 3)
 
 

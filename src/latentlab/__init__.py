@@ -1,29 +1,54 @@
 """latentlab: from PCA to variational autoencoders, one estimator family, measured honestly.
 
 >>> from latentlab import PCA, Autoencoder, VAE, load
+
+The public names are loaded on first use (PEP 562), so that ``import latentlab`` and the
+command line's ``--version`` and ``--help`` do not import torch or scikit-learn. The estimators
+come from the one model registry (:mod:`latentlab.models.registry`).
 """
 
-from . import datasets
-from ._version import __version__
-from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, DataError, DivergenceError, LatentlabError
-from .models import IWAE, PCA, VAE, Autoencoder, ConditionalVAE, HierarchicalVAE, VampPriorVAE, load
+from __future__ import annotations
 
-__all__ = [
-    "PCA",
-    "Autoencoder",
-    "VAE",
-    "IWAE",
-    "VampPriorVAE",
-    "ConditionalVAE",
-    "HierarchicalVAE",
-    "load",
-    "datasets",
-    "TrainConfig",
-    "LatentlabError",
-    "DataError",
-    "ConfigError",
-    "CheckpointError",
-    "DivergenceError",
-    "__version__",
-]
+import importlib
+
+from ._version import __version__  # noqa: F401 (public)
+
+#: name -> the module that defines it (the estimators come from the registry).
+_LAZY = {
+    "datasets": "latentlab.datasets",
+    "api": "latentlab.api",
+    "plots": "latentlab.plots",
+    "report": "latentlab.report",
+    "evaluation": "latentlab.evaluation",
+    "TrainConfig": "latentlab.config",
+    "load": "latentlab.models",
+    "LatentlabError": "latentlab.errors",
+    "DataError": "latentlab.errors",
+    "ConfigError": "latentlab.errors",
+    "CheckpointError": "latentlab.errors",
+    "DivergenceError": "latentlab.errors",
+}
+
+
+def _model_classes() -> dict[str, type]:
+    models = importlib.import_module("latentlab.models")
+    return {cls.__name__: cls for cls in models.MODELS.values()}
+
+
+def __getattr__(name: str):
+    if name == "__all__":
+        return [*_model_classes(), *_LAZY, "__version__"]
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    else:
+        classes = _model_classes() if not name.startswith("_") else {}
+        if name not in classes:
+            raise AttributeError(f"module 'latentlab' has no attribute {name!r}")
+        value = classes[name]
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__getattr__("__all__")))

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ._validation import check_choice, check_float, check_int
+from .validation import check_choice, check_float, check_int
 from .errors import ConfigError
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES"]

@@ -12,13 +12,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 
 from .errors import CheckpointError
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "save_tensors", "load_tensors", "read_json"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "save_tensors", "load_tensors", "read_json",
+           "jsonable"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -125,3 +127,21 @@ def read_json(path: str | os.PathLike) -> Any:
             f"{path} is not valid JSON ({exc}); the file is corrupt: restore it from a copy, or save "
             "(fit) again."
         ) from None
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` with NumPy scalars and arrays, tuples and paths turned into what ``json`` writes:
+    numbers, lists, strings (dicts and lists recursively)."""
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, Path):
+        return str(v)
+    return v

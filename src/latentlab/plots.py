@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "image_grid",
+    "pair_rows",
     "training_curves",
     "reconstructions",
     "samples",
@@ -103,6 +104,21 @@ def image_grid(X, image_shape, *, ncols: int | None = None, title: str | None = 
     return fig
 
 
+def pair_rows(X: np.ndarray, R: np.ndarray, n: int = 32, ncols: int = 16) -> tuple[np.ndarray, int]:
+    """Interleave rows of originals X and reconstructions R for an image grid: each row of up to
+    ``ncols`` originals is followed by their reconstructions. Returns (array, columns); ``n`` is
+    rounded down to whole rows."""
+    from .validation import check_int
+
+    n = min(check_int(n, "n"), len(X))
+    cols = min(n, ncols)
+    n -= n % cols
+    blocks = []
+    for start in range(0, n, cols):
+        blocks += [X[start : start + cols], R[start : start + cols]]
+    return np.vstack(blocks), cols
+
+
 def training_curves(history: Sequence[dict[str, Any]], title: str | None = None) -> Figure:
     """Each loss term per epoch, training and validation (nats per example). One panel a term.
 
@@ -158,11 +174,9 @@ def _table_heatmap(ax, M: np.ndarray, *, ylabel: str, feature_names=None) -> Non
 def reconstructions(model, X, image_shape=None, *, n: int = 10, feature_names=None, y=None) -> Figure:
     """Originals (top row) above their reconstructions (bottom row), for the first ``n`` rows of X.
     For a table: feature values of a few rows, original against reconstruction."""
-    from .api import codes, decode
-
     X = np.asarray(X[:n])
     c = None if y is None else np.asarray(y)[: len(X)]
-    R = np.asarray(decode(model, codes(model, X, c), c)).reshape(len(X), -1)
+    R = np.asarray(model.reconstruct(X, c)).reshape(len(X), -1)
     Xf = X.reshape(len(X), -1)
     if image_shape is not None:
         imgs = _as_images(np.concatenate([Xf, R]), image_shape)
@@ -186,12 +200,10 @@ def reconstructions(model, X, image_shape=None, *, n: int = 10, feature_names=No
 
 
 def samples(model, image_shape=None, *, n: int = 64, seed: int = 0, X_ref=None, title: str | None = None, y=None) -> Figure:
-    """Decoded random latent points (see :func:`latentlab.api.decode_random`): a grid of images,
+    """Decoded random latent points (``model.sample``): a grid of images,
     or for a table the two features of largest variance, data (``X_ref``) against samples.
     ``y``: a conditional VAE's conditions (one per sample, or one for all)."""
-    from .api import decode_random
-
-    S = decode_random(model, n, seed, y=y)
+    S = np.asarray(model.sample(n, y, seed=seed)).reshape(n, -1)
     if image_shape is not None:
         return image_grid(S, image_shape, ncols=int(np.ceil(np.sqrt(n))), title=title)
     fig = _figure(4.2, 3.6)
@@ -223,11 +235,9 @@ def samples_by_label(model, image_shape=None, *, labels=None, per_label: int = 1
     under each of ``labels`` (default: every class the model knows), the label at the row's
     start. For a table, the two features of largest variance, samples coloured by label over
     the data (``X_ref``) in grey."""
-    from .api import decode_random
-
     labels = np.asarray(model.classes_ if labels is None else labels)
     y = np.repeat(labels, per_label)
-    S = decode_random(model, len(y), seed, y=y)
+    S = np.asarray(model.sample(len(y), y, seed=seed)).reshape(len(y), -1)
     if image_shape is not None:
         return labelled_grid(S, image_shape, y)
     fig = _figure(4.6, 3.9)
@@ -264,15 +274,14 @@ def interpolations(model, X, image_shape=None, *, pairs: int = 4, steps: int = 1
     """Decoded straight lines between the codes of random pairs of rows of X: one row of images
     per pair, its ends the reconstructions of the two examples. For a table, a heatmap per pair.
     A conditional VAE (``y``: the rows' conditions) also moves along the line between the two
-    conditions (see :func:`latentlab.api.interpolate_codes`)."""
-    from .api import interpolate_codes
-
+    conditions (see ``model.interpolate``)."""
     X = np.asarray(X)
     rng = np.random.default_rng(seed)
     pairs = min(pairs, len(X) // 2)
     idx = rng.choice(len(X), size=2 * pairs, replace=False)
-    ends = (lambda i: (None, None)) if y is None else (lambda i: (np.asarray(y)[idx[2 * i]], np.asarray(y)[idx[2 * i + 1]]))
-    paths = [interpolate_codes(model, X[idx[2 * i]], X[idx[2 * i + 1]], steps, *ends(i)) for i in range(pairs)]
+    ends = (lambda i: None) if y is None else (lambda i: (np.asarray(y)[idx[2 * i]], np.asarray(y)[idx[2 * i + 1]]))
+    paths = [np.asarray(model.interpolate(X[idx[2 * i]], X[idx[2 * i + 1]], steps, ends(i))).reshape(steps, -1)
+             for i in range(pairs)]
     if image_shape is not None:
         imgs = _as_images(np.concatenate(paths), image_shape)
         fig = _figure(max(3.0, 0.5 * steps), 0.5 * pairs + 0.2)
@@ -286,22 +295,14 @@ def interpolations(model, X, image_shape=None, *, pairs: int = 4, steps: int = 1
     return fig
 
 
-def _standard_prior(model) -> bool:
-    """Whether the model's prior is N(0, I) (not a VampPrior or a hierarchy of layers)."""
-    from .models.vae import VAEModule
-
-    return type(model.module_).prior_log_prob is VAEModule.prior_log_prob
-
-
 def _latent_scale(model, X) -> tuple[np.ndarray, np.ndarray, str]:
     """(centre, spread) per code dimension and what they are: the prior N(0, 1) for a model
     with one; for another prior (VampPrior, two layers), a Gaussian fitted to 2000 draws from
     it; for a model without a prior, a Gaussian fitted to the codes of X."""
-    from .api import code_size
-
-    k = code_size(model)
-    if hasattr(model, "sample"):
-        if _standard_prior(model):
+    k = model.code_size
+    caps = model.capabilities
+    if "prior" in caps:
+        if "closed_form_kl" in caps:  # the prior is N(0, I)
             return np.zeros(k), np.ones(k), "prior N(0, I)"
         Z = np.asarray(model.sample(2000, seed=0, return_latent=True)[1], dtype=np.float64)
         return Z.mean(0), Z.std(0) + 1e-12, "Gaussian fitted to draws from the prior"
@@ -312,9 +313,7 @@ def _latent_scale(model, X) -> tuple[np.ndarray, np.ndarray, str]:
 def _dim_names(model) -> list[str]:
     """Names of the code dimensions: z0, z1, ...; for two stochastic layers [z1 | z2],
     z1[0], ..., z2[0], ..."""
-    from .api import code_size
-
-    k, d1 = code_size(model), int(model.latent_dim)
+    k, d1 = model.code_size, int(model.latent_dim)
     if k == d1:
         return [f"z{j}" for j in range(k)]
     return [f"z1[{j}]" for j in range(d1)] + [f"z2[{j}]" for j in range(k - d1)]
@@ -332,9 +331,7 @@ def latent_traversals(model, X, image_shape=None, *, dims: int = 8, steps: int =
     ``y``: for a conditional VAE, the one condition (a label) everything is decoded under."""
     from scipy.stats import norm
 
-    from .api import code_size, decode
-
-    k = code_size(model)
+    k = model.code_size
     d = min(k, dims)
     names = _dim_names(model)
     centre, spread, _ = _latent_scale(model, X)
@@ -342,7 +339,7 @@ def latent_traversals(model, X, image_shape=None, *, dims: int = 8, steps: int =
     Z = np.repeat(centre[None, :], d * steps, axis=0)
     for j in range(d):
         Z[j * steps : (j + 1) * steps, j] = centre[j] + spread[j] * q
-    D = np.asarray(decode(model, Z.astype(np.float32), y)).reshape(d * steps, -1)
+    D = np.asarray(model.inverse_transform(Z.astype(np.float32), y)).reshape(d * steps, -1)
     if image_shape is not None:
         fig = _figure(max(3.0, 0.5 * steps), 0.5 * d + 0.2 + (0.25 if y is not None else 0))
         ax = fig.add_subplot()
@@ -366,10 +363,8 @@ def latent_scatter(model, X, y=None, *, max_points: int = 5000, cond=None) -> Fi
     conditional VAE's conditions, one per row of X (each row is encoded with its own)."""
     import matplotlib
 
-    from .api import codes
-
     X = np.asarray(X[:max_points])
-    Z = np.asarray(codes(model, X, None if cond is None else np.asarray(cond)[:max_points]))
+    Z = np.asarray(model.transform(X, None if cond is None else np.asarray(cond)[:max_points]))
     fig = _figure(4.6, 3.9)
     ax = fig.add_subplot()
     if y is not None:
@@ -400,15 +395,13 @@ def manifold(model, image_shape, *, n: int = 15, X=None, y=None) -> Figure:
     model without a prior. ``y``: for a conditional VAE, the one condition to decode under."""
     from scipy.stats import norm
 
-    from .api import code_size, decode
-
-    if code_size(model) != 2:
+    if model.code_size != 2:
         raise ValueError("manifold needs a 2-D latent space")
     centre, spread, _ = _latent_scale(model, X)
     q = norm.ppf(np.linspace(0.05, 0.95, n))
     g0, g1 = np.meshgrid(q, q[::-1])  # rows: z1 from high (top) to low
     Z = np.stack([centre[0] + spread[0] * g0.ravel(), centre[1] + spread[1] * g1.ravel()], 1).astype(np.float32)
-    D = np.asarray(decode(model, Z, y)).reshape(n * n, -1)
+    D = np.asarray(model.inverse_transform(Z, y)).reshape(n * n, -1)
     fig = _figure(5.2, 5.2)
     ax = fig.add_subplot()
     _show(ax, _mosaic(_as_images(D, image_shape), n, n))

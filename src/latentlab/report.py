@@ -27,8 +27,9 @@ from matplotlib.figure import Figure
 from . import plots
 from ._version import __version__
 from .io import atomic_write_text
+from .runs import condition_source, model_input
 
-__all__ = ["write_report", "render_html", "run_figures", "METRIC_NOTES"]
+__all__ = ["write_report", "render_html", "run_figures", "format_value", "METRIC_NOTES", "HIDDEN_METRICS", "GROUPS"]
 
 #: What each metric means, shown beside it in the table (keys of latentlab.evaluation's dicts).
 METRIC_NOTES: dict[str, str] = {
@@ -121,7 +122,7 @@ def _png(fig: Figure, dpi: int = 100) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -135,7 +136,7 @@ def _fmt(v: Any) -> str:
             return f"{v:.3e}"
         return f"{v:.4g}" if abs(v) < 100 else f"{v:.1f}"
     if isinstance(v, (list, tuple)):
-        items = ", ".join(_fmt(x) for x in v[:8])
+        items = ", ".join(format_value(x) for x in v[:8])
         return f"[{items}{', …' if len(v) > 8 else ''}]"
     return str(v)
 
@@ -150,18 +151,14 @@ def _train_fig(run, X, y, shape):
 
 def _cond(run, y):
     """The rows' conditions for a conditional model (its labels or side inputs), else None."""
-    from .api import is_conditional
-
-    return y if is_conditional(run.model) else None
+    return y if run.model.conditional else None
 
 
 def _one_cond(run, y):
     """The one condition a conditional model's chosen latent points are decoded under: its most
     frequent training class, or the first held-out row's side input; None for other models."""
-    from .api import is_conditional
-
     m = run.model
-    if not is_conditional(m):
+    if not m.conditional:
         return None
     if m.condition_ == "categorical":
         return np.asarray(m.classes_)[np.argmax(m.class_prior_)]
@@ -173,10 +170,8 @@ def _rec_fig(run, X, y, shape):
 
 
 def _sample_fig(run, X, y, shape):
-    from .api import is_conditional
-
     m = run.model
-    if is_conditional(m):
+    if m.conditional:
         if m.condition_ == "categorical":
             return plots.samples_by_label(m, shape, per_label=10, seed=0, X_ref=X)
         if y is None:
@@ -192,28 +187,22 @@ def _interp_fig(run, X, y, shape):
 
 
 def _trav_fig(run, X, y, shape):
-    from .api import is_conditional
-
-    if X is None and not hasattr(run.model, "sample") or is_conditional(run.model) and _one_cond(run, y) is None:
+    if X is None and "prior" not in run.model.capabilities or run.model.conditional and _one_cond(run, y) is None:
         return None
     return plots.latent_traversals(run.model, X, shape, feature_names=_names(run), y=_one_cond(run, y))
 
 
 def _scatter_fig(run, X, y, shape):
-    from .api import code_size
-
-    if X is None or code_size(run.model) != 2:
+    if X is None or run.model.code_size != 2:
         return None
     colour = y if y is not None and np.asarray(y).ndim == 1 else None
     return plots.latent_scatter(run.model, X, colour, cond=_cond(run, y))
 
 
 def _manifold_fig(run, X, y, shape):
-    from .api import code_size, is_conditional
-
-    if shape is None or code_size(run.model) != 2 or (X is None and not hasattr(run.model, "sample")):
+    if shape is None or run.model.code_size != 2 or (X is None and "prior" not in run.model.capabilities):
         return None
-    if is_conditional(run.model) and _one_cond(run, y) is None:
+    if run.model.conditional and _one_cond(run, y) is None:
         return None
     return plots.manifold(run.model, shape, X=X, y=_one_cond(run, y))
 
@@ -247,13 +236,11 @@ FIGURES: list[tuple[str, str, str, Callable]] = [
 
 
 def run_figures(run) -> dict[str, Figure | None]:
-    """The report's figures for one :class:`latentlab.api.Run` (key -> Figure, or None when a
+    """The report's figures for one :class:`latentlab.runs.Run` (key -> Figure, or None when a
     figure does not apply: e.g. the manifold for a latent size other than 2)."""
     ds = run.test if run.test is not None else run.train
     X = y = shape = None
     if ds is not None:
-        from .api import model_input
-
         # Up to 2000 rows drawn at random (a fixed seed), in file order: files sorted by class
         # (as binarized MNIST's test set is) still show every kind of example. A copy: memory
         # maps are read-only.
@@ -313,7 +300,7 @@ def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, 
             parts.append(f'<tr class="group"><th colspan="{n + 2}">{esc(heading)}</th></tr>')
             for k in keys:
                 parts.append(f'<tr><td class="name">{esc(k)}</td>')
-                parts += [f"<td>{esc(_fmt(r.metrics.get(k)))}</td>" for r in runs]
+                parts += [f"<td>{esc(format_value(r.metrics.get(k)))}</td>" for r in runs]
                 parts.append(f'<td class="what">{esc(METRIC_NOTES.get(k, _auto_note(k)))}</td></tr>')
         parts.append("</table></section>")
     for key, heading, note, _ in FIGURES:
@@ -351,13 +338,9 @@ def write_report(out_dir, runs: Sequence, *, title: str = "latentlab report", co
         part = getattr(r0, s, None)
         if part is not None:
             sizes.append(f"{len(part)} {s}")
-    from .api import code_size
-
-    latent = sorted({code_size(r.model) for r in runs})
+    latent = sorted({r.model.code_size for r in runs})
     subtitle = f"data: {data}" + (f" ({', '.join(sizes)})" if sizes else "") + f" · latent size {', '.join(map(str, latent))}"
-    from .api import condition_source, is_conditional
-
-    conds = sorted({condition_source(r.config) for r in runs if is_conditional(r.model)})
+    conds = sorted({condition_source(r.config) for r in runs if r.model.conditional})
     if conds:
         subtitle += f" · condition: {', '.join(conds)}"
     page = render_html(runs, figures, title=title, subtitle=subtitle)

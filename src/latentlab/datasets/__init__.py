@@ -10,8 +10,10 @@ from .core import Dataset, load_digits
 from .download import cache_dir, download
 from .files import load_images, load_npy, load_npz, load_shards, load_table
 from .mnist import RESOURCES, load_binarized_mnist, load_mnist, read_amat, read_idx
-from .sources import NAMED_SOURCES, load
-from ..training.data import ShardedArray, open_npy
+from .labels import attach_labels, load_dataset, read_labels
+from .sources import NAMED_SOURCES, absolute_spec, load, split_spec
+from .splits import split_data, subset
+from ..memmap import ShardedArray, open_npy
 
 __all__ = [
     "Dataset",
@@ -32,4 +34,11 @@ __all__ = [
     "cache_dir",
     "RESOURCES",
     "NAMED_SOURCES",
+    "split_spec",
+    "absolute_spec",
+    "split_data",
+    "subset",
+    "read_labels",
+    "attach_labels",
+    "load_dataset",
 ]

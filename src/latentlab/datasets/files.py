@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import iter_chunks
+from ..validation import iter_chunks
 from ..errors import DataError, DataTypeError
-from ..training.data import ShardedArray, open_npy
+from ..memmap import ShardedArray, open_npy
 from .core import Dataset
 
-__all__ = ["load_npy", "load_npz", "load_table", "load_shards", "load_images", "infer_kind", "IMAGE_SUFFIXES"]
+__all__ = ["load_npy", "load_npz", "load_table", "load_shards", "load_images", "infer_kind", "as_dataset", "labels_from_text", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -35,7 +35,7 @@ def infer_kind(arr) -> str:
     return "image" if len(arr.shape) >= 3 else "tabular"
 
 
-def _as_dataset(arr, name: str, *, target=None, feature_names=None) -> Dataset:
+def as_dataset(arr, name: str, *, target=None, feature_names=None) -> Dataset:
     """A Dataset around ``arr`` (n, ...); integer images are scaled to [0, 1] (a copy)."""
     if arr.ndim < 2:
         raise DataError(
@@ -61,7 +61,7 @@ def load_npy(path: str | os.PathLike) -> Dataset:
     """An ``.npy`` file, memory-mapped (``np.load(path, mmap_mode="r")``): the data stays on disk
     and is read as it is used. Shape (n, n_features), or images (n, H, W) / (n, C, H, W)."""
     path = Path(path)
-    return _as_dataset(open_npy(path), str(path))
+    return as_dataset(open_npy(path), str(path))
 
 
 def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
@@ -75,14 +75,14 @@ def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
             if key is not None:
                 if key not in keys:
                     raise DataError(f"{path} has no array {key!r}; its arrays are {keys}: pick one with {path}:KEY.")
-                return _as_dataset(np.ascontiguousarray(z[key]), f"{path}:{key}")
+                return as_dataset(np.ascontiguousarray(z[key]), f"{path}:{key}")
             if len(keys) == 1:
-                return _as_dataset(np.ascontiguousarray(z[keys[0]]), str(path))
+                return as_dataset(np.ascontiguousarray(z[keys[0]]), str(path))
             if "train" in keys:
-                ds = _as_dataset(np.ascontiguousarray(z["train"]), str(path))
+                ds = as_dataset(np.ascontiguousarray(z["train"]), str(path))
                 for s in ("valid", "test"):
                     if s in keys:
-                        ds.splits[s] = _as_dataset(np.ascontiguousarray(z[s]), f"{path}:{s}")
+                        ds.splits[s] = as_dataset(np.ascontiguousarray(z[s]), f"{path}:{s}")
                 return ds
     except DataError:
         raise

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from ..errors import DataError
 from .core import Dataset, load_digits
-from .files import IMAGE_SUFFIXES, load_images, load_npy, load_npz, load_shards, load_table
+from .files import IMAGE_SUFFIXES, as_dataset, load_images, load_npy, load_npz, load_shards, load_table
 from .mnist import load_binarized_mnist, load_mnist, read_amat, read_idx, square_images
 
-__all__ = ["load", "NAMED_SOURCES", "describe_sources"]
+__all__ = ["load", "NAMED_SOURCES", "describe_sources", "split_spec", "absolute_spec"]
 
 NAMED_SOURCES = {
     "digits": "scikit-learn's 8x8 digits, embedded (1797 images, labels)",
@@ -27,6 +27,28 @@ def describe_sources() -> str:
         f"{named}; or a path: FILE.npy (memory-mapped), FILE.npz[:KEY], FILE.csv / FILE.tsv, "
         "FILE.amat, an IDX file, a folder of .npy shards, or a folder of PNG/JPEG images."
     )
+
+
+def split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """``FILE.npz:KEY`` -> (FILE.npz, KEY); any other source -> (its path, None). A path that
+    exists as given is never split (a file may have a colon in its name)."""
+    spec = os.fspath(spec)
+    path = Path(spec)
+    if not path.exists() and ":" in spec:
+        head, _, tail = spec.rpartition(":")
+        if Path(head).suffix.lower() == ".npz":
+            return Path(head), tail
+    return path, None
+
+
+def absolute_spec(spec: str | os.PathLike) -> str:
+    """Named sources stay names; paths become absolute (``FILE.npz:KEY`` keeps its key), so that a
+    run reopens its data from any working directory."""
+    spec = os.fspath(spec)
+    if spec in NAMED_SOURCES:
+        return spec
+    path, key = split_spec(spec)
+    return str(path.resolve()) if key is None else f"{path.resolve()}:{key}"
 
 
 def load(source: str | os.PathLike = "digits", *, download: bool = True) -> Dataset:
@@ -63,11 +85,7 @@ def load(source: str | os.PathLike = "digits", *, download: bool = True) -> Data
         return load_binarized_mnist(download=download)
     if spec in ("mnist", "fashion-mnist"):
         return load_mnist(spec, download=download)
-    path, key = Path(spec), None
-    if not path.exists() and ":" in spec:
-        head, _, tail = spec.rpartition(":")
-        if Path(head).suffix.lower() == ".npz":
-            path, key = Path(head), tail
+    path, key = split_spec(spec)
     if not path.exists():
         raise DataError(
             f"data source {spec!r} is neither a known name nor an existing path; use one of "
@@ -88,9 +106,7 @@ def load(source: str | os.PathLike = "digits", *, download: bool = True) -> Data
         return Dataset(data=a, images=square_images(a), kind="binary", name=str(path))
     if "ubyte" in path.name or suffix in (".idx", ".gz"):
         arr = read_idx(path)
-        from .files import _as_dataset
-
-        return _as_dataset(arr, str(path))
+        return as_dataset(arr, str(path))
     if suffix in IMAGE_SUFFIXES:
         raise DataError(f"{path} is one image; pass the folder that holds the images.")
     raise DataError(

@@ -12,8 +12,9 @@
 from .features import FeatureSpace
 from .frechet import frechet_distance, gaussian_frechet_distance
 from .likelihood import LogLikelihood, log_likelihood
-from .metrics import active_units, evaluate, has_standard_normal_prior, kl_per_dim
+from .metrics import active_units, evaluate, kl_per_dim
 from .regularity import continuity, gaussian_kl_to_standard_normal, mmd2, regularity
+from .subspace import principal_angle
 
 __all__ = [
     "LogLikelihood",
@@ -21,7 +22,6 @@ __all__ = [
     "evaluate",
     "active_units",
     "kl_per_dim",
-    "has_standard_normal_prior",
     "regularity",
     "continuity",
     "mmd2",
@@ -29,4 +29,5 @@ __all__ = [
     "FeatureSpace",
     "frechet_distance",
     "gaussian_frechet_distance",
+    "principal_angle",
 ]

@@ -1,71 +1,28 @@
-"""What the evaluation functions share: model-ready batches, the scaling's Jacobian, checks."""
+"""What the evaluation functions share: the network behind a model, the scaling's Jacobian, checks."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
 
-from .._validation import as_array
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
+from ..validation import as_array
 
-__all__ = ["model_batches", "log_jacobian", "module_of", "accepts_cond", "check_cond"]
+__all__ = ["log_jacobian", "module_of", "standard_error", "data_array", "flat_input", "n_examples"]
 
 
 def module_of(model, what: str):
-    """The fitted network of an estimator, or an error that says which models ``what`` needs."""
+    """The fitted network of an estimator that has importance weights (a VAE or one of its
+    variants), or an error that says which models ``what`` needs."""
     model._check_is_fitted()
-    module = getattr(model, "module_", None)
-    if module is None or not hasattr(module, "log_importance_weights"):
+    if "importance_weights" not in model.capabilities:
         raise ConfigError(
             f"{what} needs a model with a posterior q(z|x) and a density p(x) (a VAE or one of its "
             f"variants); {type(model).__name__} has none. For PCA use evaluate() or "
             "model.score_samples (its probabilistic-PCA likelihood is exact)."
         )
-    return module
-
-
-def accepts_cond(module) -> bool:
-    """Whether the module's ``log_importance_weights`` takes a condition (a conditional model)."""
-    import inspect
-
-    try:
-        return "cond" in inspect.signature(module.log_importance_weights).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return False
-
-
-def check_cond(cond, n: int):
-    """The condition as an array with one row per example, or None."""
-    if cond is None:
-        return None
-    c = cond.detach().cpu().numpy() if isinstance(cond, torch.Tensor) else np.asarray(cond)
-    if c.ndim == 0 or c.shape[0] != n:
-        raise DataError(
-            f"the condition (y) has {0 if c.ndim == 0 else c.shape[0]} row(s) but X has {n}; pass "
-            "one label or side input per example."
-        )
-    return c
-
-
-def model_batches(model, X, batch_size: int, cond=None):
-    """Batches of X as the model's networks take them: checked, scaled, shaped, on its device.
-
-    Yields ``(start, x, c)``: the index of the batch's first example, x (B, *S) float32, and
-    the condition's rows (or None).
-    """
-    A = model._check_X(X, reset=False)
-    if cond is not None:
-        # A conditional estimator turns labels into what its networks take (class indices...).
-        to_cond = getattr(model, "_cond_array", None)
-        cond = to_cond(cond, A.shape[0]) if to_cond is not None else check_cond(cond, A.shape[0])
-    arrays = [A] if cond is None else [A, cond]
-    data = model._data(arrays, model._device())
-    start = 0
-    for batch in data.slices(batch_size):
-        yield start, batch[0], (batch[1] if len(batch) > 1 else None)
-        start += len(batch[0])
+    return model.module_
 
 
 def n_examples(model, X) -> int:

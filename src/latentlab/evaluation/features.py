@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import as_array, check_int
+from ..validation import as_array, check_int
 from ..errors import ConfigError, DataError, NotFittedError
 
 __all__ = ["FeatureSpace"]

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._validation import check_int
+from ..validation import check_int
 from ..errors import LatentlabError
-from ..models.distributions import DiagonalGaussian
-from ._common import accepts_cond, log_jacobian, model_batches, module_of, standard_error
+from ..nn.distributions import DiagonalGaussian
+from ._common import log_jacobian, module_of, standard_error
 
-__all__ = ["LogLikelihood", "log_likelihood", "noise_tiles", "TILE_K", "TILE_N"]
+__all__ = ["LogLikelihood", "log_likelihood", "noise_tiles", "default_sizes", "TILE_K", "TILE_N"]
 
 # The random stream is cut into tiles of TILE_N consecutive examples x TILE_K consecutive
 # samples; each tile has its own seed. Chunks and batches are made of whole tiles by default
@@ -137,7 +137,7 @@ class LogLikelihood:
         return self.mean
 
 
-def _default_sizes(device: torch.device, k: int, n: int, chunk_size, batch_size) -> tuple[int, int]:
+def default_sizes(device: torch.device, k: int, n: int, chunk_size, batch_size) -> tuple[int, int]:
     # Rows per decoder call: enough for the matrix multiplies to run at full rate, few enough
     # that the (rows, features) temporaries stay in cache on a CPU. On the development CPU
     # (16 MiB L3) 2048 rows evaluate 3-12% faster than 4096 and no slower than 1024
@@ -208,9 +208,8 @@ def log_likelihood(model, X, k: int = 1000, *, cond=None, seed: int = 0, chunk_s
     ((50,), True)
     """
     t0 = time.perf_counter()
-    from ..models.pca import PCA
-
-    if isinstance(model, PCA):
+    model._check_is_fitted()
+    if "exact_likelihood" in model.capabilities:
         per = np.asarray(model.score_samples(X), dtype=np.float64) + log_jacobian(model)
         return LogLikelihood(float(per.mean()), standard_error(per), per, None, None, time.perf_counter() - t0)
 
@@ -219,10 +218,10 @@ def log_likelihood(model, X, k: int = 1000, *, cond=None, seed: int = 0, chunk_s
     seed = check_int(seed, "seed", low=0)
     A = model._check_X(X, reset=False)
     n = A.shape[0]
-    if cond is not None and not accepts_cond(module):
+    if not model.conditional:
         cond = None  # labels given to an unconditional model: nothing to condition on
     device = model._device()
-    chunk, bs = _default_sizes(device, k, n, chunk_size, batch_size)
+    chunk, bs = default_sizes(device, k, n, chunk_size, batch_size)
     was_training = module.training
     module.eval()
     try:
@@ -256,9 +255,8 @@ def _run(model, module, A, k, cond, seed, chunk, bs, device):
     probe = torch.Generator(device=device)
     probe.manual_seed(0)
     probe_state = probe.get_state()
-    for start, x, c in model_batches(model, A, bs, cond):
-        kw = {} if c is None else {"cond": c}
-        q = module.encode(x) if c is None else module.encode(x, c)
+    for start, x, c in model.iter_batches(A, cond, bs):
+        q = module.encode(x, c)
         if type(q) is not DiagonalGaussian:
             return _run_tiled(model, module, A, k, cond, seed, device)
         b = x.shape[0]
@@ -266,7 +264,7 @@ def _run(model, module, A, k, cond, seed, chunk, bs, device):
         for k0 in range(0, k, chunk):
             kc = min(chunk, k - k0)
             eps = noise_tiles(seed, start, start + b, k0, k0 + kc, q.mean.shape[-1], device=device, dtype=q.mean.dtype)
-            lw = module.log_importance_weights(x, kc, generator=probe, posterior=_PresampledGaussian(q, eps), **kw)
+            lw = module.log_importance_weights(x, kc, generator=probe, posterior=_PresampledGaussian(q, eps), cond=c)
             if not torch.equal(probe.get_state(), probe_state):
                 return _run_tiled(model, module, A, k, cond, seed, device)
             stream.add(lw)
@@ -279,13 +277,12 @@ def _run(model, module, A, k, cond, seed, chunk, bs, device):
 def _run_tiled(model, module, A, k, cond, seed, device):
     lls, elbos = [], []
     g = torch.Generator(device=device)
-    for start, x, c in model_batches(model, A, TILE_N, cond):
-        kw = {} if c is None else {"cond": c}
+    for start, x, c in model.iter_batches(A, cond, TILE_N):
         stream = _Stream(x.shape[0], device)
         block = start // TILE_N
         for t, k0 in enumerate(range(0, k, TILE_K)):
             g.manual_seed(_tile_seed(seed ^ 0x5DEECE66D, block, t))
-            stream.add(module.log_importance_weights(x, min(TILE_K, k - k0), generator=g, **kw))
+            stream.add(module.log_importance_weights(x, min(TILE_K, k - k0), generator=g, cond=c))
         ll, elbo = stream.result(k)
         lls.append(ll)
         elbos.append(elbo)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .._validation import check_int
+from ..validation import check_int
 from ..errors import ConfigError, DataError
 from .features import FeatureSpace
 from .frechet import frechet_distance
@@ -70,15 +70,9 @@ def gaussian_kl_to_standard_normal(Z) -> float | None:
 
 
 def _codes(model, X, *, sample: bool, seed: int) -> np.ndarray:
-    from ..models.pca import PCA
-
-    if sample and not isinstance(model, PCA) and _has_posterior(model):
+    if sample and "posterior" in model.capabilities:
         return np.asarray(model.transform(X, sample=True, seed=seed), np.float64)
     return np.asarray(model.transform(X), np.float64)
-
-
-def _has_posterior(model) -> bool:
-    return hasattr(getattr(model, "module_", None), "log_importance_weights")
 
 
 def _decode(model, Z) -> np.ndarray:
@@ -197,8 +191,6 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     >>> r["fd_fitted_gaussian"] >= 0 and 0 < r["continuity_max_step"] <= 1
     True
     """
-    from ..models.pca import PCA
-
     n_samples = check_int(n_samples, "n_samples", low=2)
     seed = check_int(seed, "seed", low=0)
     model._check_is_fitted()
@@ -208,18 +200,15 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
         raise DataError("X_test needs at least 2 examples.")
     if features is None:
         features = FeatureSpace(seed=seed).fit(Atr, y_train)
-    is_vae = _has_posterior(model) and not isinstance(model, PCA)
+    caps = model.capabilities
+    is_vae = "prior" in caps
     if is_vae:
-        from ._common import accepts_cond
-
-        if accepts_cond(model.module_):
+        if model.conditional:
             raise ConfigError(
                 f"regularity does not handle conditional models ({type(model).__name__}): its random "
                 "points need a condition each. Measure the unconditional VAE, or sample per label "
                 "with model.sample(n, y=...) and use frechet_distance on FeatureSpace features."
             )
-        if not hasattr(model, "sample"):
-            raise ConfigError(f"{type(model).__name__} has no sample(); regularity needs to draw from its prior.")
     rng = np.random.default_rng(seed)
     train_codes = _codes(model, Atr, sample=False, seed=seed)
     D = int(train_codes.shape[1])  # the code size (D1 + D2 for two stochastic layers)
@@ -254,16 +243,8 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     bw = math.sqrt(D)
     standard = True
     if is_vae:
-        import torch
-
-        from .metrics import has_standard_normal_prior
-
-        module = model.module_
-        standard = has_standard_normal_prior(module)
-        g = torch.Generator(device=model._device())
-        g.manual_seed(seed + 2)
-        with torch.no_grad():
-            prior = module.sample_prior(len(codes), generator=g).double().cpu().numpy()
+        standard = "closed_form_kl" in caps
+        prior = np.asarray(model.sample_latent(len(codes), seed=seed + 2), np.float64)
     else:
         prior = rng.standard_normal(codes.shape)
     res["completeness_mmd2"] = mmd2(codes, prior, bw)

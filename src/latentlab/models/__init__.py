@@ -1,23 +1,24 @@
 """The estimators: PCA, Autoencoder, VAE, and the VAE family (IWAE, VampPriorVAE,
-ConditionalVAE, HierarchicalVAE)."""
+ConditionalVAE, HierarchicalVAE).
 
-from .autoencoder import Autoencoder
-from .base import LatentModel, load
-from .cvae import ConditionalVAE
-from .hvae import HierarchicalVAE
-from .iwae import IWAE
-from .pca import PCA
-from .vae import VAE
-from .vamp import VampPriorVAE
+Each is registered once, with ``@register("name")`` in its own file
+(:mod:`latentlab.models.registry`); importing this package imports every module in it, so the
+registry, :func:`load` and the public names below all come from those registrations.
+"""
 
-__all__ = [
-    "PCA",
-    "Autoencoder",
-    "VAE",
-    "IWAE",
-    "VampPriorVAE",
-    "ConditionalVAE",
-    "HierarchicalVAE",
+from . import registry
+from .base import CAPABILITIES, LatentModel
+from .registry import MODELS, load, model_class, model_name, register
+
+registry.discover()
+globals().update({cls.__name__: cls for cls in MODELS.values()})
+
+__all__ = [cls.__name__ for cls in MODELS.values()] + [
     "LatentModel",
+    "CAPABILITIES",
+    "MODELS",
     "load",
+    "register",
+    "model_class",
+    "model_name",
 ]

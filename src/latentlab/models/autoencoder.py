@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
-from .._validation import check_choice
+from ..nn.distributions import LIKELIHOODS, make_likelihood
+from ..nn.modules import AEModule
 from ..objectives import ReconstructionLoss
-from .base import register
-from .distributions import LIKELIHOODS, make_likelihood
+from ..validation import check_choice
 from .neural import NeuralModel
+from .registry import register
 
-__all__ = ["Autoencoder", "AEModule", "AE_LOSSES"]
+__all__ = ["Autoencoder", "AE_LOSSES"]
 
 AE_LOSSES = ("mse", *LIKELIHOODS)
 
 
-class AEModule(nn.Module):
-    """encoder: x (B, *S) -> z (B, K); decoder: z (..., K) -> out (..., *S).
-
-    With ``likelihood=None`` the loss is the squared error summed over features and ``out`` is
-    the reconstruction; otherwise ``out`` holds the likelihood's parameters (e.g. logits).
-    """
-
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module | None = None):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.likelihood = likelihood
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
-
-    def reconstruction_loss(self, x, out):
-        """Per example (B,): squared error summed over features, or -log p(x | out) in nats."""
-        if self.likelihood is None:
-            return (out - x).pow(2).reshape(x.shape[0], -1).sum(-1)
-        return -self.likelihood.log_prob(x, out)
-
-    def mean(self, out):
-        return out if self.likelihood is None else self.likelihood.mean(out)
-
-
-@register
+@register("ae", order=1)
 class Autoencoder(NeuralModel):
     """An autoencoder trained by gradient descent on its reconstruction loss.
 
@@ -134,29 +101,7 @@ class Autoencoder(NeuralModel):
         verbose: bool | None = None,
         checkpoint_dir=None,
     ):
-        self.latent_dim = latent_dim
-        self.hidden = hidden
-        self.activation = activation
-        self.architecture = architecture
-        self.channels = channels
-        self.loss = loss
-        self.sigma = sigma
-        self.scale = scale
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.seed = seed
-        self.device = device
-        self.compile = compile
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
+        self._store_params(locals())
 
     def _validate_params(self):
         super()._validate_params()
@@ -178,20 +123,28 @@ class Autoencoder(NeuralModel):
         return ReconstructionLoss()
 
     # ------------------------------------------------------------------ the transformer API
-    def transform(self, X) -> np.ndarray:
-        """Codes of shape (n, latent_dim)."""
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"reconstruction_nll"} if self.loss != "mse" else ())
+
+    def transform(self, X, y=None) -> np.ndarray:
+        """Codes of shape (n, latent_dim). ``y`` is ignored."""
         A = self._check_X(X, reset=False)
         return self._map_batches(A, lambda b: self.module_.encode(b[0]))
 
-    def inverse_transform(self, Z) -> np.ndarray:
-        """Decoded data from codes (n, latent_dim), shaped and scaled like the training data."""
+    def inverse_transform(self, Z, y=None) -> np.ndarray:
+        """Decoded data from codes (n, latent_dim), shaped and scaled like the training data. ``y``
+        is ignored."""
         Zc = self._check_Z(Z)
-        out = self._decode_batches(Zc, lambda z: self.module_.mean(self.module_.decode(z)))
+        out = self._decode_batches(Zc, lambda z, c: self.module_.mean(self.module_.decode(z)))
         return self._output(out)
 
-    def reconstruct(self, X) -> np.ndarray:
-        """inverse_transform(transform(X))."""
-        return self.inverse_transform(self.transform(X))
+    def reconstruction_nll(self, X, y=None) -> np.ndarray:
+        """-log p(x | decoder(encoder(x))) per example, nats, of the scaled data (likelihood losses
+        only). (n,)."""
+        A = self._check_X(X, reset=False)
+        m = self.module_
+        return self._map_batches(A, lambda b: -m.likelihood.log_prob(b[0], m(b[0])))
 
     def score_samples(self, X) -> np.ndarray:
         """Negative reconstruction loss per example (higher is better), in the model's scaled units."""

@@ -19,34 +19,27 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from .._validation import as_array, check_choice, iter_chunks
+from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
 from ..errors import CheckpointError, DataError, NotFittedError, UnknownParameterError
-from ..io import atomic_write_text, load_tensors, read_json, save_tensors
+from ..io import atomic_write_text, jsonable, save_tensors
+from .registry import MODEL_FORMAT
 
-__all__ = ["LatentModel", "load", "register", "MODEL_FORMAT"]
+__all__ = ["LatentModel", "SCALES", "CAPABILITIES"]
 
-MODEL_FORMAT = 1
-_REGISTRY: dict[str, type] = {}
 SCALES = (None, "standard", "minmax")
 
-
-def register(cls):
-    """Make an estimator class loadable by :func:`load` under its class name."""
-    _REGISTRY[cls.__name__] = cls
-    return cls
-
-
-def _jsonable(v):
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, Path):
-        return str(v)
-    return v
+#: What a fitted model can be measured by (``model.capabilities``); the evaluation asks, so a model
+#: without a likelihood gets the metrics that apply to it and no crash.
+CAPABILITIES = {
+    "reconstruction_nll": "reconstruction_nll(X, y): -log p(x | decoded code) under the model's likelihood",
+    "exact_likelihood": "score_samples(X) is the exact log p(x) (probabilistic PCA)",
+    "posterior": "module_.encode(x, cond) is a distribution q(z|x) with a mean (VAE family)",
+    "importance_weights": "module_.log_importance_weights(x, k, ...): importance-sampled log p(x), the ELBO",
+    "closed_form_kl": "the prior is N(0, I): KL(q(z|x) || p(z)) per dimension in closed form",
+    "prior": "sample() draws from a prior the model was trained with (not just N(0, I) decoded)",
+    "conditional": "transform, inverse_transform, sample... take the condition y",
+}
 
 
 def _unknown_parameter(cls_name: str, names: list[str], given: list[str], exc: Exception) -> UnknownParameterError:
@@ -86,14 +79,37 @@ def _checked_init(init):
 
 
 class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Base class: maps X of shape (n, *input_shape) to codes (n, latent_dim) and back.
+    """Base class: maps X of shape (n, *input_shape) to codes (n, code_size) and back.
 
-    Subclasses implement ``_fit(A, y, **kw)`` on checked, scaled data of shape (n, *input_shape),
-    ``_encode(A)``, ``_decode(Z)``, and ``_state()`` / ``_restore()`` for persistence.
+    One method signature for the whole family (scikit-learn's ``_BasePCA`` habit), so that
+    callers never ask which class they hold:
+
+    - ``fit(X, y=None)``; ``transform(X, y=None)``; ``inverse_transform(Z, y=None)``;
+      ``reconstruct(X, y=None)``;
+    - ``sample(n, y=None, *, seed=None, sampler="prior", return_latent=False)``, through
+      ``sample_latent``;
+    - ``interpolate(x_start, x_end, steps=10, y=None, *, y_path=None)``;
+    - ``code_size`` (the width of the codes) and ``capabilities`` (what the model can be
+      measured by, see :data:`CAPABILITIES`).
+
+    ``y`` is the condition of a conditional model (``conditional = True``); the others ignore it.
+    Subclasses implement ``fit``, ``transform``, ``inverse_transform``, and ``_state()`` /
+    ``_restore()`` for persistence; ``sample_latent`` where they have a prior other than N(0, I).
     """
 
     _tuple_params: ClassVar[tuple[str, ...]] = ()
     _fitted_attr: ClassVar[str] = "input_shape_"
+    #: Whether transform, inverse_transform, sample, ... take a condition y.
+    conditional: ClassVar[bool] = False
+    #: The name it is registered under (``latentlab fit NAME``); set by ``models.registry.register``.
+    model_name: ClassVar[str | None] = None
+
+    def _store_params(self, params: dict[str, Any]) -> None:
+        """Store the constructor's arguments as attributes of the same names (scikit-learn's rule:
+        ``__init__`` only stores its settings). Call as ``self._store_params(locals())``."""
+        for k, v in params.items():
+            if k not in ("self", "__class__"):
+                setattr(self, k, v)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -207,8 +223,54 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return hasattr(self, self._fitted_attr)
 
     @property
-    def _n_features_out(self) -> int:
+    def _n_features_out(self) -> int:  # scikit-learn's name, for get_feature_names_out
         return int(self.latent_dim)
+
+    @property
+    def code_size(self) -> int:
+        """The width of the codes ``transform`` returns (latent_dim; for two stochastic layers,
+        latent_dim + latent_dim2)."""
+        return self._n_features_out
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What this fitted model can be measured by: keys of :data:`CAPABILITIES`."""
+        return frozenset()
+
+    # ------------------------------------------------------------------ the family's methods
+    def reconstruct(self, X, y=None) -> np.ndarray:
+        """``inverse_transform(transform(X, y), y)``: shaped and scaled like X."""
+        return self.inverse_transform(self.transform(X, y), y)
+
+    def sample_latent(self, n: int, y=None, *, seed=None, sampler: str = "prior") -> np.ndarray:
+        """``n`` latent points (n, code_size) to decode. ``sampler="prior"``: the model's prior;
+        this base (an autoencoder, which has none) draws N(0, I), which it was never trained to
+        map to data: that is where a plain autoencoder breaks down."""
+        self._check_is_fitted()
+        n = check_int(n, "n")
+        self._check_sampler(sampler)
+        return np.random.default_rng(seed).standard_normal((n, self.code_size)).astype(np.float32)
+
+    def _check_sampler(self, sampler: str) -> None:
+        check_choice(sampler, "sampler", ("prior",))
+
+    def sample(self, n: int, y=None, *, seed=None, sampler: str = "prior", return_latent: bool = False):
+        """Generate ``n`` examples, (n, *input_shape): decoded latent points from ``sampler``
+        (see :meth:`sample_latent`). Same seed, same samples. With ``return_latent`` also the
+        latent points, (n, code_size)."""
+        Z = self.sample_latent(n, y, seed=seed, sampler=sampler)
+        X = self.inverse_transform(Z, y)
+        return (X, Z) if return_latent else X
+
+    def interpolate(self, x_start, x_end, steps: int = 10, y=None, *, y_path=None) -> np.ndarray:
+        """Decode the straight line between the codes of two examples in ``steps`` points, ends
+        included: (steps, *input_shape). ``y`` (conditional models): the two examples' conditions;
+        ``y_path``: one condition to decode the whole line under."""
+        steps = check_int(steps, "steps", low=2)
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        za, zb = self.transform(np.stack([np.asarray(x_start), np.asarray(x_end)]), y)
+        Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
+        return self.inverse_transform(Z, y_path)
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:  # pragma: no cover
@@ -259,7 +321,7 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         path.mkdir(parents=True, exist_ok=True)
         save_tensors(path / "model.safetensors", tensors)
         digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
-        params = {k: _jsonable(v) for k, v in self.get_params(deep=False).items()}
+        params = {k: jsonable(v) for k, v in self.get_params(deep=False).items()}
         config = {
             "format": "latentlab-model",
             "format_version": MODEL_FORMAT,
@@ -271,69 +333,3 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         }
         atomic_write_text(path / "config.json", json.dumps(config, indent=2, allow_nan=True))
         return path
-
-
-def load(path: str | Path) -> LatentModel:
-    """Load an estimator saved with ``save(path)``; never unpickles.
-
-    Raises :class:`CheckpointError` with the reason and the fix for a missing directory, a
-    corrupt or mismatched file, or a model saved by an incompatible latentlab version.
-
-    Example
-    -------
-    >>> from latentlab import PCA, load
-    >>> import numpy as np, tempfile
-    >>> X = np.random.default_rng(0).normal(size=(50, 5))
-    >>> d = PCA(latent_dim=2).fit(X).save(tempfile.mkdtemp())
-    >>> load(d).transform(X).shape
-    (50, 2)
-    """
-    path = Path(path)
-    if path.is_file() and path.name in ("config.json", "model.safetensors"):
-        path = path.parent
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is not a directory; pass the directory given to save().")
-    config = read_json(path / "config.json")
-    if not isinstance(config, dict) or config.get("format") != "latentlab-model":
-        raise CheckpointError(f"{path / 'config.json'} is not a latentlab model configuration.")
-    if config.get("format_version") != MODEL_FORMAT:
-        raise CheckpointError(
-            f"{path} was saved by latentlab {config.get('latentlab_version')} in model format "
-            f"{config.get('format_version')}; this latentlab ({__version__}) reads format "
-            f"{MODEL_FORMAT}. Load it with the matching latentlab version, or retrain."
-        )
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing; the model directory is incomplete.")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if config.get("weights_sha256") not in (None, digest):
-        raise CheckpointError(
-            f"{weights} does not match {path / 'config.json'} (checksum differs): the two files "
-            "come from different saves or one is damaged. Save the model again."
-        )
-    name = config.get("class")
-    cls = _REGISTRY.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise CheckpointError(
-            f"{path} holds a model of class {name!r}, which this latentlab does not know; known: "
-            f"{sorted(_REGISTRY)}."
-        )
-    params = config.get("params") or {}
-    if not isinstance(params, dict) or not isinstance(config.get("state"), dict):
-        raise CheckpointError(f"{path / 'config.json'} has no settings or state of a model; the file is damaged: save the model again.")
-    try:
-        params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()}
-        est = cls(**params)
-    except TypeError as exc:
-        raise CheckpointError(f"{path}: the saved settings do not fit {name} ({exc}); save the model again with this latentlab.") from None
-    tensors, _ = load_tensors(weights)
-    try:
-        est._restore(config["state"], tensors)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
-        raise CheckpointError(
-            f"{path}: the saved state does not fit a {name} with these settings ({type(exc).__name__}: {exc}); "
-            "config.json or model.safetensors is damaged: save the model again."
-        ) from None
-    return est

@@ -14,79 +14,20 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
-from .._validation import as_array, check_choice, check_hidden, check_int
-from ..errors import DataError
-from ..objectives import elbo_terms
-from .base import register
-from .networks import MLP, ConvDecoder, ConvEncoder
-from .vae import VAE, VAEModule
+from ..errors import ConfigError, DataError
+from ..nn.modules import ConditionalVAEModule
+from ..nn.networks import MLP, ConvDecoder, ConvEncoder
+from ..validation import as_array, check_choice, check_hidden, check_int
+from .registry import register
+from .vae import VAE
 
-__all__ = ["ConditionalVAE", "ConditionalVAEModule", "CONDITIONS"]
+__all__ = ["ConditionalVAE", "CONDITIONS"]
 
 CONDITIONS = ("auto", "categorical", "continuous")
-_EVAL_BATCH = 2048
 
 
-class ConditionalVAEModule(VAEModule):
-    """encoder: [x, y] -> (B, 2D); decoder: [z, y] (..., D + m) -> out (..., *S).
-
-    ``cond`` is, for a categorical condition with m classes, class indices (B,) (int) or a
-    one-hot / soft label matrix (B, m); for a continuous condition, a float matrix (B, m).
-    """
-
-    def __init__(self, encoder, decoder, likelihood, latent_dim: int, n_cond: int, categorical: bool):
-        super().__init__(encoder, decoder, likelihood, latent_dim)
-        self.n_cond = n_cond
-        self.categorical = categorical
-
-    def cond_features(self, cond: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        """The condition as the networks take it: (B, m) floats."""
-        if cond is None:
-            raise DataError(
-                "this conditional VAE needs the condition y (cond=...) for every example; pass the "
-                "labels or side inputs the model was trained with."
-            )
-        if self.categorical and not cond.is_floating_point():
-            return F.one_hot(cond.reshape(-1).long(), self.n_cond).to(dtype)
-        c = cond.to(dtype)
-        return c.reshape(c.shape[0], -1)
-
-    def encode(self, x, cond=None):
-        c = self.cond_features(cond, x.dtype)
-        if x.dim() == 2:
-            inp = torch.cat([x, c], -1)
-        else:  # images (B, C, H, W): the condition as constant channels
-            inp = torch.cat([x, c[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
-        return super().encode(inp)
-
-    def decode(self, z, cond=None):
-        c = self.cond_features(cond, z.dtype)
-        return self.decoder(torch.cat([z, c.expand(*z.shape[:-1], c.shape[-1])], -1))
-
-    def forward(self, x, cond=None):
-        return self.decode(self.encode(x, cond).rsample(), cond)
-
-    def sample_prior(self, n: int, generator=None, device=None, cond=None):
-        """n draws of z ~ N(0, I), (n, D); the prior does not depend on the condition."""
-        return super().sample_prior(n, generator=generator, device=device)
-
-    def log_weight_terms(self, x, k: int, generator=None, posterior=None, cond=None):
-        """(log p(x|z,y), log p(z), log q(z|x,y)), each (k, B), for z_k ~ q(z|x,y)."""
-        q = posterior if posterior is not None else self.encode(x, cond)
-        z = q.rsample(k, generator=generator)  # (k, B, D)
-        log_px = self.likelihood.log_prob(x, self.decode(z, cond))
-        return log_px, self.prior_log_prob(z), q.log_prob(z)
-
-    def log_importance_weights(self, x, k: int, generator=None, posterior=None, cond=None):
-        """log p(x|z,y) + log p(z) - log q(z|x,y) for k draws z ~ q(z|x,y), (k, B): the weights of
-        the conditional likelihood log p(x | y)."""
-        log_px, log_pz, log_qz = self.log_weight_terms(x, k, generator=generator, posterior=posterior, cond=cond)
-        return log_px + log_pz - log_qz
-
-
-@register
+@register("cvae", order=6)
 class ConditionalVAE(VAE):
     """A VAE whose encoder and decoder are conditioned on a label or a side input y.
 
@@ -123,6 +64,8 @@ class ConditionalVAE(VAE):
     ((4, 64), (3, 2))
     """
 
+    conditional = True
+
     def __init__(
         self,
         latent_dim: int = 2,
@@ -154,34 +97,7 @@ class ConditionalVAE(VAE):
         verbose: bool | None = None,
         checkpoint_dir=None,
     ):
-        self.latent_dim = latent_dim
-        self.condition = condition
-        self.hidden = hidden
-        self.activation = activation
-        self.architecture = architecture
-        self.channels = channels
-        self.likelihood = likelihood
-        self.sigma = sigma
-        self.c = c
-        self.mc_samples = mc_samples
-        self.warmup_epochs = warmup_epochs
-        self.free_bits = free_bits
-        self.scale = scale
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.seed = seed
-        self.device = device
-        self.compile = compile
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
+        self._store_params(locals())
 
     # ------------------------------------------------------------------ the condition
     def _validate_params(self):
@@ -269,6 +185,9 @@ class ConditionalVAE(VAE):
             )
         return True
 
+    def _condition_rows(self, y, n: int):
+        return self._cond_array(y, n)
+
     def encode_condition(self, y) -> np.ndarray:
         """y as ``module_`` takes it in ``cond=``: class indices (n,) int64, or floats (n, m)."""
         self._check_is_fitted()
@@ -324,50 +243,68 @@ class ConditionalVAE(VAE):
         else:
             self.classes_ = self.class_prior_ = None
 
+    # ------------------------------------------------------------------ conditions for generation
+    def condition_features(self, y) -> np.ndarray:
+        """Conditions as the networks take them, (n, m) floats: one-hot rows for class labels."""
+        c = self.encode_condition(y)
+        if self.condition_ == "categorical" and c.dtype.kind == "i":
+            return np.eye(self.n_cond_, dtype=np.float32)[c]
+        return c
+
+    def balanced_conditions(self, n: int, labels=None) -> np.ndarray:
+        """The conditions of ``n`` samples: an equal share of each of ``labels`` (default: every
+        class), in blocks of one label, (n,); for side inputs, the one vector ``labels`` (m,)
+        repeated, (n, m)."""
+        n = check_int(n, "n")
+        if self.condition_ != "categorical":
+            if labels is None:
+                raise ConfigError(
+                    f"this model is conditioned on side inputs of {self.n_cond_} number(s), so samples need one: "
+                    f"pass --label v1,...,v{self.n_cond_}."
+                )
+            return np.repeat(np.asarray(labels, dtype=np.float32).reshape(1, -1), n, axis=0)
+        labels = np.asarray(self.classes_ if labels is None else labels)
+        counts = np.full(len(labels), n // len(labels)) + (np.arange(len(labels)) < n % len(labels))
+        return np.repeat(labels, counts)
+
+    def parse_condition(self, text: str) -> np.ndarray:
+        """A condition given as text (``--label``): for class labels, a comma list of labels (each
+        one of ``classes_``), returned as an array of them; for side inputs, the m values of one
+        side input, returned as (1, m)."""
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+        if not items:
+            raise ConfigError("--label is empty; pass a label (e.g. --label 3) or a comma list (--label 3,5).")
+        if self.condition_ != "categorical":
+            try:
+                v = np.array([float(t) for t in items], dtype=np.float32)[None, :]
+            except ValueError:
+                raise ConfigError(f"--label {text!r}: this model's condition is a vector of {self.n_cond_} numbers; "
+                                  f"pass them as --label v1,...,v{self.n_cond_}.") from None
+            if v.shape[1] != self.n_cond_:
+                raise ConfigError(f"--label gives {v.shape[1]} value(s); this model's side input has {self.n_cond_}: "
+                                  f"pass --label v1,...,v{self.n_cond_}.")
+            return v
+        classes = np.asarray(self.classes_)
+        by_text = {str(c): c for c in classes.tolist()}
+        out, bad = [], []
+        for t in items:
+            key = t
+            if t not in by_text and classes.dtype.kind in "iuf":
+                try:  # "3.0" for the class 3, "3" for 3.0
+                    key = next((k for k, c in by_text.items() if float(c) == float(t)), t)
+                except ValueError:
+                    pass
+            (out if key in by_text else bad).append(by_text.get(key, t))
+        if bad:
+            shown = ", ".join(map(str, classes.tolist()[:20])) + (", ..." if len(classes) > 20 else "")
+            raise ConfigError(f"--label {bad[0]} is not a class this model was trained on; its classes are {shown}.")
+        return np.asarray(out, dtype=classes.dtype)
+
     # ------------------------------------------------------------------ the transformer API
-    def transform(self, X, y=None, *, sample: bool = False, seed=None) -> np.ndarray:
-        """Codes (n, latent_dim) of X given y: posterior means, or one draw of q(z|x,y) each."""
-        A = self._check_X(X, reset=False)
-        C = self._cond_array(y, A.shape[0])
-        g = self._generator(seed)
-        m = self.module_
-        if sample:
-            return self._map_batches(A, lambda b: m.encode(b[0], b[1]).rsample(generator=g), C)
-        return self._map_batches(A, lambda b: m.encode(b[0], b[1]).mean, C)
-
-    def encode(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
-        """The posterior q(z|x,y): (mean, std), each (n, latent_dim)."""
-        A = self._check_X(X, reset=False)
-        C = self._cond_array(y, A.shape[0])
-        m = self.module_
-        both = self._map_batches(A, lambda b: torch.cat([(q := m.encode(b[0], b[1])).mean, q.std], -1), C)
-        d = int(self.latent_dim)
-        return both[:, :d], both[:, d:]
-
-    @torch.no_grad()
-    def _decode_cond(self, Z: np.ndarray, C: np.ndarray, fn) -> np.ndarray:
-        self.module_.eval()
-        dev = self._device()
-        outs = []
-        for s in range(0, Z.shape[0], _EVAL_BATCH):
-            z = torch.as_tensor(Z[s : s + _EVAL_BATCH], dtype=torch.float32, device=dev)
-            c = torch.as_tensor(C[s : s + _EVAL_BATCH], device=dev)
-            outs.append(fn(z, c).detach().cpu())
-        return torch.cat(outs).numpy() if outs else np.zeros((0, *self._module_shape()), np.float32)
-
-    def inverse_transform(self, Z, y=None) -> np.ndarray:
-        """E[x | z, y] for codes (n, latent_dim) and conditions y (one per row, or one for all)."""
-        Zc = self._check_Z(Z)
-        C = self._cond_array(y, Zc.shape[0])
-        m = self.module_
-        return self._output(self._decode_cond(Zc, C, lambda z, c: m.likelihood.mean(m.decode(z, c))))
-
-    def reconstruct(self, X, y=None) -> np.ndarray:
-        """inverse_transform(transform(X, y), y)."""
-        return self.inverse_transform(self.transform(X, y), y)
-
-    def sample(self, n: int, y=None, seed=None, *, return_latent: bool = False, mean: bool = True,
-               return_y: bool = False):
+    # transform(X, y), encode(X, y), inverse_transform(Z, y), score_samples(X, y) and score(X, y)
+    # are the VAE's: they read the condition through _condition_rows.
+    def sample(self, n: int, y=None, *, seed=None, sampler: str = "prior", return_latent: bool = False,
+               mean: bool = True, return_y: bool = False):
         """Generate ``n`` examples from p(x | z, y), z ~ N(0, I).
 
         Parameters
@@ -377,48 +314,42 @@ class ConditionalVAE(VAE):
             draws the labels from their training frequencies, so the samples follow p(x).
         seed : int or None
             Same seed, same samples.
+        sampler : {"prior"}
         return_latent : also return z (n, latent_dim).
         mean : E[x|z,y] (default), or a draw of x when False.
         return_y : also return the labels (or conditions) used, (n,) or (n, m).
         """
         self._check_is_fitted()
         n = check_int(n, "n")
-        g = self._generator(seed)
         if y is None:
             if self.condition_ != "categorical":
                 raise DataError("sample needs y for a model with a continuous condition: pass y=... (m,) or (n, m).")
             rng = np.random.default_rng(seed)
             y = self.classes_[rng.choice(len(self.classes_), size=n, p=self.class_prior_)]
-        C = self._cond_array(y, n)
-        m = self.module_
-        with torch.no_grad():
-            z = m.sample_prior(n, generator=g, device=self._device())
-        if mean:
-            fn = lambda t, c: m.likelihood.mean(m.decode(t, c))  # noqa: E731
-        else:
-            fn = lambda t, c: m.likelihood.sample(m.decode(t, c), generator=g)  # noqa: E731
-        X = self._output(self._decode_cond(z.cpu().numpy(), C, fn))
+        X, z = super().sample(n, y, seed=seed, sampler=sampler, return_latent=True, mean=mean)
         out = (X,)
         if return_latent:
-            out += (z.cpu().numpy(),)
+            out += (z,)
         if return_y:
+            C = self._cond_array(y, n)
             labels = self.classes_[C] if self.condition_ == "categorical" and C.dtype.kind == "i" else C
             out += (labels,)
         return out[0] if len(out) == 1 else out
 
-    def score_samples(self, X, y=None, *, mc_samples: int = 1, seed=None) -> np.ndarray:
-        """Conditional ELBO of each example (a lower bound on log p(x | y)), nats, (n,)."""
-        A = self._check_X(X, reset=False)
-        C = self._cond_array(y, A.shape[0])
-        g = self._generator(self.seed if seed is None else seed)
-        m = self.module_
-
-        def elbo(b):
-            rec, kl_d = elbo_terms(m, b[0], mc_samples, generator=g, cond=b[1])
-            return -(rec + kl_d.sum(-1))
-
-        return self._map_batches(A, elbo, C)
-
-    def score(self, X, y=None) -> float:
-        """Mean conditional ELBO per example in nats (higher is better)."""
-        return float(np.mean(self.score_samples(X, y)))
+    def interpolate(self, x_start, x_end, steps: int = 10, y=None, *, y_path=None) -> np.ndarray:
+        """Decode the straight line between the codes of two examples, each encoded under its own
+        condition (``y``: the pair of conditions), in ``steps`` points: (steps, *input_shape). The
+        path is decoded under ``y_path`` when given, else under the straight line between the two
+        conditions (one-hot vectors for labels: soft labels in between), so that its ends are the
+        two reconstructions."""
+        steps = check_int(steps, "steps", low=2)
+        if y is None:
+            raise DataError("interpolate needs the two examples' conditions: y=(y_start, y_end).")
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        ends = np.stack([np.asarray(v) for v in y])  # (2,) labels or (2, m) side inputs
+        za, zb = self.transform(np.stack([np.asarray(x_start), np.asarray(x_end)]), ends)
+        Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
+        if y_path is not None:
+            return self.inverse_transform(Z, y_path)
+        ca, cb = self.condition_features(ends)
+        return self.inverse_transform(Z, ((1 - t) * ca[None, :] + t * cb[None, :]).astype(np.float32))

@@ -15,22 +15,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validation import check_int
 from ..errors import ConfigError
 from ..objectives import ImportanceWeightedBound, iw_bound
-from .base import register
+from ..validation import check_float, check_int
+from .registry import register
 from .vae import VAE
 
-__all__ = ["IWAE"]
+__all__ = ["IWAE", "BoundScoreMixin"]
 
 _SCORE_ELEMENTS = 1 << 16  # (examples x samples) per forward pass in score_samples
 
 
-class _BoundScore:
+class BoundScoreMixin:
     """``score`` / ``score_samples`` as the k-sample importance-weighted bound, for the VAE
     family members whose KL has no closed form or whose objective is the bound."""
 
     def _check_no_free_bits(self):
+        check_float(self.free_bits, "free_bits", low=0.0, low_inclusive=True)
         if self.free_bits:
             raise ConfigError(
                 f"free_bits={self.free_bits!r} is not available for {type(self).__name__}: its KL term "
@@ -66,8 +67,8 @@ class _BoundScore:
         return float(np.mean(self.score_samples(X)))
 
 
-@register
-class IWAE(_BoundScore, VAE):
+@register("iwae", order=3)
+class IWAE(BoundScoreMixin, VAE):
     """Importance-weighted autoencoder: a VAE trained on the k-sample importance-weighted bound.
 
     ``IWAE(k=1)`` trains on the same objective as ``VAE`` (the ELBO, with a Monte-Carlo KL
@@ -142,38 +143,10 @@ class IWAE(_BoundScore, VAE):
         verbose: bool | None = None,
         checkpoint_dir=None,
     ):
-        self.latent_dim = latent_dim
-        self.k = k
-        self.hidden = hidden
-        self.activation = activation
-        self.architecture = architecture
-        self.channels = channels
-        self.likelihood = likelihood
-        self.sigma = sigma
-        self.c = c
-        self.mc_samples = mc_samples
-        self.warmup_epochs = warmup_epochs
-        self.free_bits = free_bits
-        self.scale = scale
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.seed = seed
-        self.device = device
-        self.compile = compile
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
+        self._store_params(locals())
 
     def _validate_params(self):
         super()._validate_params()
-        check_int(self.k, "k")
         self._check_no_free_bits()
 
     def _objective(self):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,13 +9,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_float, check_hidden, check_int, iter_chunks
 from ..config import TrainConfig
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..io import jsonable
+from ..nn.networks import MLP, ConvDecoder, ConvEncoder
+from ..training.checkpoint import CHECKPOINT_NAME, load_module_state
 from ..training.data import ArrayData
-from ..training.trainer import CHECKPOINT_NAME, resolve_device, train
+from ..training.device import resolve_device
+from ..training.trainer import train
+from ..validation import check_choice, check_float, check_hidden, check_int, iter_chunks
 from .base import LatentModel
-from .networks import MLP, ConvDecoder, ConvEncoder
 
 __all__ = ["NeuralModel", "ARCHITECTURES"]
 
@@ -205,13 +207,11 @@ class NeuralModel(LatentModel):
         return self
 
     def _checkpoint_meta(self) -> dict[str, Any]:
-        from .base import _jsonable
-
         state = self._base_state()
         state.update(self._extra_state())
         return {
             "class": type(self).__name__,
-            "params": {k: _jsonable(v) for k, v in self.get_params(deep=False).items()},
+            "params": {k: jsonable(v) for k, v in self.get_params(deep=False).items()},
             "state": state,
         }
 
@@ -243,14 +243,34 @@ class NeuralModel(LatentModel):
             pos += len(r)
         return out
 
+    def iter_batches(self, X, y=None, batch_size: int = _EVAL_BATCH):
+        """Batches of X as the networks take them: checked, scaled, shaped, on the model's device.
+
+        Yields ``(start, x, c)``: the index of the batch's first example, x (B, *S) float32, and the
+        condition's rows as the module takes them (None for an unconditional model).
+        """
+        A = self._check_X(X, reset=False)
+        C = self._condition_rows(y, A.shape[0])
+        data = self._data([A] if C is None else [A, C], self._device())
+        start = 0
+        for batch in data.slices(batch_size):
+            yield start, batch[0], (batch[1] if len(batch) > 1 else None)
+            start += len(batch[0])
+
+    def _condition_rows(self, y, n: int):
+        """The condition as the networks' batches carry it (conditional models); None here."""
+        return None
+
     @torch.no_grad()
-    def _decode_batches(self, Z: np.ndarray, fn) -> np.ndarray:
+    def _decode_batches(self, Z: np.ndarray, fn, C=None) -> np.ndarray:
+        """``fn(z, c) -> tensor`` over batches of codes Z (and condition rows C, or None); on the CPU."""
         self.module_.eval()
         dev = self._device()
         outs = []
         for start in range(0, Z.shape[0], _EVAL_BATCH):
             z = torch.as_tensor(Z[start : start + _EVAL_BATCH], dtype=torch.float32, device=dev)
-            outs.append(fn(z).detach().cpu())
+            c = None if C is None else torch.as_tensor(C[start : start + _EVAL_BATCH], device=dev)
+            outs.append(fn(z, c).detach().cpu())
         return torch.cat(outs).numpy() if outs else np.zeros((0, *self._module_shape()), np.float32)
 
     def _generator(self, seed) -> torch.Generator | None:
@@ -270,13 +290,11 @@ class NeuralModel(LatentModel):
         return state, dict(self.module_.state_dict())
 
     def _restore(self, state, tensors):
-        from ..training.trainer import _load_module_state
-
         self._restore_base(state)
         self._restore_extra(state)
         self._validate_params()
         module = self._build_module()
-        _load_module_state(module, tensors, "model.safetensors")
+        load_module_state(module, tensors, "model.safetensors")
         self.device_ = resolve_device(self.device)
         self.module_ = module.to(self.device_).eval()
         self.history_ = state.get("history", [])

@@ -6,9 +6,10 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .._validation import check_int, iter_chunks
+from ..validation import check_int, iter_chunks
 from ..errors import ConfigError, DataError
-from .base import LatentModel, register
+from .base import LatentModel
+from .registry import register
 
 __all__ = ["PCA"]
 
@@ -65,12 +66,12 @@ def _covariance_of(Xf: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 def _on_disk(A) -> bool:
-    from ..training.data import ShardedArray
+    from ..memmap import ShardedArray
 
     return isinstance(A, (np.memmap, ShardedArray))
 
 
-@register
+@register("pca", order=0)
 class PCA(LatentModel):
     """Principal component analysis from the top eigenvectors of the covariance.
 
@@ -189,8 +190,8 @@ class PCA(LatentModel):
         for b in blocks:
             yield (self._apply_scaler(b).reshape(len(b), -1) - self.mean_).astype(dtype, copy=False)
 
-    def transform(self, X):
-        """Codes of shape (n, latent_dim)."""
+    def transform(self, X, y=None):
+        """Codes of shape (n, latent_dim). ``y`` is ignored."""
         self._check_is_fitted()
         dtype = np.result_type(self.components_.dtype, self._dtype_for(X))
         Z = np.concatenate([Xc @ self.components_.T for Xc in self._centred_chunks(X, dtype)])
@@ -198,12 +199,38 @@ class PCA(LatentModel):
             Z = Z / np.sqrt(np.maximum(self.explained_variance_, np.finfo(Z.dtype).tiny))
         return Z
 
-    def inverse_transform(self, Z):
-        """Reconstructions from codes, shaped and scaled like the training data."""
+    def inverse_transform(self, Z, y=None):
+        """Reconstructions from codes, shaped and scaled like the training data. ``y`` is ignored."""
         Zc = self._check_Z(Z)
         if self.whiten:
             Zc = Zc * np.sqrt(self.explained_variance_)
         return self._output(Zc @ self.components_ + self.mean_)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        # Probabilistic PCA has a density only when some variance is discarded (noise > 0).
+        return frozenset({"exact_likelihood", "reconstruction_nll"} if self.noise_variance_ > 0 else ())
+
+    def sample_latent(self, n: int, y=None, *, seed=None, sampler: str = "prior") -> np.ndarray:
+        """z from probabilistic PCA's latent Gaussian N(0, diag(explained_variance_)) (N(0, I) when
+        whitening): decoded, data whose covariance is the top-k part of the data's."""
+        z = super().sample_latent(n, y, seed=seed, sampler=sampler)
+        return z if self.whiten else z * np.sqrt(self.explained_variance_).astype(np.float32)
+
+    def reconstruction_nll(self, X, y=None) -> np.ndarray:
+        """-log N(x; x_hat, noise_variance_ I) per example, nats, of the scaled data: probabilistic
+        PCA's noise model around the reconstruction. (n,)."""
+        self._check_is_fitted()
+        s2 = float(self.noise_variance_)
+        if s2 <= 0:
+            raise DataError("probabilistic PCA's noise variance is 0, so its reconstruction likelihood is undefined; "
+                            "choose a smaller latent_dim.")
+        out = []
+        for Xc in self._centred_chunks(X, np.float64):
+            # Xc - x_hat is the part of Xc outside the principal subspace.
+            d = Xc - (Xc @ self.components_.T.astype(np.float64)) @ self.components_.astype(np.float64)
+            out.append(0.5 * (d**2).sum(1) / s2 + 0.5 * Xc.shape[1] * np.log(2 * np.pi * s2))
+        return np.concatenate(out)
 
     def get_covariance(self) -> np.ndarray:
         """Probabilistic PCA's model covariance W W^T + noise_variance * I, (n_features, n_features)."""

@@ -4,77 +4,33 @@ The encoder outputs a diagonal Gaussian q(z|x) = N(g(x), diag(h(x))); z = g(x) +
 with eps ~ N(0, I) (the reparameterization); the loss per example is
 -E_q[log p(x|z)] + c * KL(q(z|x) || N(0, I)), estimated with L Monte-Carlo samples of z and
 minimised by stochastic gradient descent; new data comes from decoding z ~ N(0, I).
+
+The torch module is :class:`latentlab.nn.modules.VAEModule`; this file is the estimator around
+it. Its methods are written once for the VAE family: every one takes the condition y, which the
+conditional VAE reads and the others ignore (``_condition_rows``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from .._validation import check_choice, check_float, check_int
-from ..errors import ConfigError
+from ..nn.distributions import LIKELIHOODS, make_likelihood
+from ..nn.modules import VAEModule
 from ..objectives import ELBO, elbo_terms
-from .base import register
-from .distributions import LIKELIHOODS, DiagonalGaussian, make_likelihood, standard_normal_log_prob
+from ..validation import check_choice, check_int
 from .neural import NeuralModel
+from .registry import register
 
-__all__ = ["VAE", "VAEModule"]
-
-
-class VAEModule(nn.Module):
-    """encoder: x (B, *S) -> (B, 2K) split into mean and log-variance; decoder: z (..., K) -> out (..., *S)."""
-
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module, latent_dim: int):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.likelihood = likelihood
-        self.latent_dim = latent_dim
-
-    def encode(self, x) -> DiagonalGaussian:
-        mean, logvar = self.encoder(x).chunk(2, dim=-1)
-        return DiagonalGaussian(mean, logvar)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        """Decoder output for one reparameterized sample of z per example."""
-        return self.decode(self.encode(x).rsample())
-
-    def prior_log_prob(self, z):
-        """log p(z) for the N(0, I) prior, summed over D. z: (..., D) -> (...)."""
-        return standard_normal_log_prob(z)
-
-    def sample_prior(self, n: int, generator=None, device=None):
-        """n draws of z ~ p(z), (n, D)."""
-        dev = device if device is not None else next(self.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=dev)
-
-    def log_weight_terms(self, x, k: int, generator=None, posterior=None):
-        """The three parts of the log importance weights, each (k, B), for z_k ~ q(z|x):
-        ``(log p(x|z_k), log p(z_k), log q(z_k|x))``.
-
-        Objectives that report the reconstruction and a Monte-Carlo KL, or weight the KL
-        (warm-up), use the parts; :meth:`log_importance_weights` is their sum.
-        """
-        q = posterior if posterior is not None else self.encode(x)
-        z = q.rsample(k, generator=generator)  # (k, B, D)
-        log_px = self.likelihood.log_prob(x, self.decode(z))  # (k, B)
-        return log_px, self.prior_log_prob(z), q.log_prob(z)
-
-    def log_importance_weights(self, x, k: int, generator=None, posterior=None):
-        """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) with z_k ~ q(z|x); (k, B).
-
-        logsumexp over k minus log k is the importance-weighted bound (Burda et al.), which is
-        the ELBO at k = 1 and tends to log p(x) as k grows. Gradients flow (reparameterized).
-        """
-        log_px, log_pz, log_qz = self.log_weight_terms(x, k, generator=generator, posterior=posterior)
-        return log_px + log_pz - log_qz
+__all__ = ["VAE"]
 
 
-@register
+def _cond(batch):
+    """The condition rows of a batch (None for unconditional models)."""
+    return batch[1] if len(batch) > 1 else None
+
+
+@register("vae", order=2)
 class VAE(NeuralModel):
     """Variational autoencoder with a diagonal Gaussian encoder and a N(0, I) prior.
 
@@ -150,42 +106,13 @@ class VAE(NeuralModel):
         verbose: bool | None = None,
         checkpoint_dir=None,
     ):
-        self.latent_dim = latent_dim
-        self.hidden = hidden
-        self.activation = activation
-        self.architecture = architecture
-        self.channels = channels
-        self.likelihood = likelihood
-        self.sigma = sigma
-        self.c = c
-        self.mc_samples = mc_samples
-        self.warmup_epochs = warmup_epochs
-        self.free_bits = free_bits
-        self.scale = scale
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.seed = seed
-        self.device = device
-        self.compile = compile
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
+        self._store_params(locals())
 
     # ------------------------------------------------------------------ building
     def _validate_params(self):
         super()._validate_params()
         check_choice(self.likelihood, "likelihood", ("auto", *LIKELIHOODS))
-        check_float(self.c, "c", low=0.0, low_inclusive=True)
-        check_int(self.mc_samples, "mc_samples")
-        check_float(self.warmup_epochs, "warmup_epochs", low=0.0, low_inclusive=True)
-        check_float(self.free_bits, "free_bits", low=0.0, low_inclusive=True)
+        self._objective()  # the objective checks its own settings (c, mc_samples, warm-up, ...)
 
     def _check_support(self, A):
         if self.likelihood == "auto":
@@ -224,74 +151,111 @@ class VAE(NeuralModel):
     def _restore_extra(self, state):
         self.likelihood_ = state["likelihood"]
 
-    # ------------------------------------------------------------------ the transformer API
-    def transform(self, X, *, sample: bool = False, seed=None) -> np.ndarray:
-        """Codes of shape (n, latent_dim): the posterior means, or one sample of q(z|x) each
-        with ``sample=True``."""
-        A = self._check_X(X, reset=False)
-        g = self._generator(seed)
-        if sample:
-            return self._map_batches(A, lambda b: self.module_.encode(b[0]).rsample(generator=g))
-        return self._map_batches(A, lambda b: self.module_.encode(b[0]).mean)
+    @property
+    def capabilities(self) -> frozenset[str]:
+        caps = {"posterior", "importance_weights", "prior", "reconstruction_nll"}
+        if self.module_.has_standard_prior:
+            caps.add("closed_form_kl")
+        if self.conditional:
+            caps.add("conditional")
+        return frozenset(caps)
 
-    def encode(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """The posterior q(z|x): (mean, std), each of shape (n, latent_dim)."""
+    # ------------------------------------------------------------------ the transformer API
+    def transform(self, X, y=None, *, sample: bool = False, seed=None) -> np.ndarray:
+        """Codes of shape (n, code_size): the posterior means, or one sample of q(z|x) each with
+        ``sample=True``. ``y``: the condition of a conditional model (ignored otherwise)."""
         A = self._check_X(X, reset=False)
-        both = self._map_batches(A, lambda b: torch.cat([(q := self.module_.encode(b[0])).mean, q.std], -1))
-        k = self._n_features_out
+        C = self._condition_rows(y, A.shape[0])
+        g = self._generator(seed)
+        m = self.module_
+        if sample:
+            return self._map_batches(A, lambda b: m.encode(b[0], _cond(b)).rsample(generator=g), C)
+        return self._map_batches(A, lambda b: m.encode(b[0], _cond(b)).mean, C)
+
+    def encode(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
+        """The posterior q(z|x): (mean, std), each of shape (n, code_size)."""
+        A = self._check_X(X, reset=False)
+        C = self._condition_rows(y, A.shape[0])
+        m = self.module_
+        both = self._map_batches(A, lambda b: torch.cat([(q := m.encode(b[0], _cond(b))).mean, q.std], -1), C)
+        k = self.code_size
         return both[:, :k], both[:, k:]
 
-    def inverse_transform(self, Z) -> np.ndarray:
-        """The decoder's mean E[x|z] for codes (n, latent_dim), shaped and scaled like the data
+    def inverse_transform(self, Z, y=None) -> np.ndarray:
+        """The decoder's mean E[x|z] for codes (n, code_size), shaped and scaled like the data
         (for the Bernoulli, pixel probabilities)."""
         Zc = self._check_Z(Z)
+        C = self._condition_rows(y, Zc.shape[0])
         m = self.module_
-        return self._output(self._decode_batches(Zc, lambda z: m.likelihood.mean(m.decode(z))))
+        return self._output(self._decode_batches(Zc, lambda z, c: m.likelihood.mean(m.decode(z, c)), C))
 
-    def reconstruct(self, X) -> np.ndarray:
-        """inverse_transform(transform(X)): decoded posterior means."""
-        return self.inverse_transform(self.transform(X))
+    def _prior_draws(self, n: int, g) -> np.ndarray:
+        with torch.no_grad():
+            return self.module_.sample_prior(n, generator=g, device=self._device()).cpu().numpy()
 
-    def sample(self, n: int, seed=None, *, return_latent: bool = False, mean: bool = True):
+    def sample_latent(self, n: int, y=None, *, seed=None, sampler: str = "prior") -> np.ndarray:
+        """``n`` draws z ~ p(z) (the model's prior), (n, code_size)."""
+        self._check_is_fitted()
+        self._check_sampler(sampler)
+        return self._prior_draws(check_int(n, "n"), self._generator(seed))
+
+    def sample(self, n: int, y=None, *, seed=None, sampler: str = "prior", return_latent: bool = False,
+               mean: bool = True):
         """Generate ``n`` examples by decoding z ~ p(z) (here N(0, I)).
 
         Parameters
         ----------
         n : int
+        y : the condition of a conditional model (ignored otherwise)
         seed : int or None
             Same seed, same samples.
+        sampler : {"prior"}
         return_latent : bool
-            Also return the z that were decoded, (n, latent_dim).
+            Also return the z that were decoded, (n, code_size).
         mean : bool
             Return E[x|z] (default); False draws x ~ p(x|z) as well.
         """
         self._check_is_fitted()
         n = check_int(n, "n")
+        self._check_sampler(sampler)
+        C = self._condition_rows(y, n)
         g = self._generator(seed)
-        dev = self._device()
         m = self.module_
-        with torch.no_grad():
-            z = m.sample_prior(n, generator=g, device=dev)
+        z = self._prior_draws(n, g)
         if mean:
-            fn = lambda t: m.likelihood.mean(m.decode(t))  # noqa: E731
+            fn = lambda t, c: m.likelihood.mean(m.decode(t, c))  # noqa: E731
         else:
-            fn = lambda t: m.likelihood.sample(m.decode(t), generator=g)  # noqa: E731
-        X = self._output(self._decode_batches(z.cpu().numpy(), fn))
-        return (X, z.cpu().numpy()) if return_latent else X
+            fn = lambda t, c: m.likelihood.sample(m.decode(t, c), generator=g)  # noqa: E731
+        X = self._output(self._decode_batches(z, fn, C))
+        return (X, z) if return_latent else X
 
-    def score_samples(self, X, *, mc_samples: int = 1, seed=None) -> np.ndarray:
+    def reconstruction_nll(self, X, y=None) -> np.ndarray:
+        """-log p(x | z = E_q[z]) per example, nats, of the scaled data: the likelihood of the
+        decoded posterior mean. (n,)."""
+        A = self._check_X(X, reset=False)
+        C = self._condition_rows(y, A.shape[0])
+        m = self.module_
+
+        def nll(b):
+            c = _cond(b)
+            return -m.likelihood.log_prob(b[0], m.decode(m.encode(b[0], c).mean, c))
+
+        return self._map_batches(A, nll, C)
+
+    def score_samples(self, X, y=None, *, mc_samples: int = 1, seed=None) -> np.ndarray:
         """ELBO of each example, nats, estimated with ``mc_samples`` draws of z (default seed:
         the estimator's, so the number is repeatable). Shape (n,)."""
         A = self._check_X(X, reset=False)
+        C = self._condition_rows(y, A.shape[0])
         g = self._generator(self.seed if seed is None else seed)
         m = self.module_
 
         def elbo(b):
-            rec, kl_d = elbo_terms(m, b[0], mc_samples, generator=g)
+            rec, kl_d = elbo_terms(m, b[0], mc_samples, generator=g, cond=_cond(b))
             return -(rec + kl_d.sum(-1))
 
-        return self._map_batches(A, elbo)
+        return self._map_batches(A, elbo, C)
 
     def score(self, X, y=None) -> float:
         """Mean ELBO per example in nats (higher is better)."""
-        return float(np.mean(self.score_samples(X)))
+        return float(np.mean(self.score_samples(X, y)))

@@ -16,73 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from .._validation import check_int
+from ..nn.modules import VampPrior, VampPriorVAEModule
 from ..objectives import ImportanceWeightedBound
-from .base import register
-from .distributions import DiagonalGaussian, diagonal_gaussian_mixture_log_prob
-from .iwae import _BoundScore
-from .vae import VAE, VAEModule
+from ..validation import check_int
+from .iwae import BoundScoreMixin
+from .registry import register
+from .vae import VAE
 
-__all__ = ["VampPrior", "VampPriorVAE", "VampPriorVAEModule"]
-
-
-class VampPrior(nn.Module):
-    """p(z) = (1/K) sum_k q(z | u_k) with K learned pseudo-inputs u of shape (K, *S).
-
-    The encoder that defines q is passed to each call (it belongs to the model, and the prior
-    must follow it as it trains): ``encode(u) -> DiagonalGaussian`` with mean (K, D).
-
-    Example
-    -------
-    >>> import torch
-    >>> from latentlab.models.distributions import DiagonalGaussian
-    >>> prior = VampPrior(3, (5,))
-    >>> enc = lambda u: DiagonalGaussian(u[:, :2], torch.zeros(len(u), 2))
-    >>> prior.log_prob(torch.zeros(7, 2), enc).shape, prior.sample(4, enc).shape
-    (torch.Size([7]), torch.Size([4, 2]))
-    """
-
-    def __init__(self, n_components: int, input_shape: tuple[int, ...]):
-        super().__init__()
-        self.pseudo_inputs = nn.Parameter(torch.zeros(n_components, *input_shape))
-
-    def components(self, encode) -> DiagonalGaussian:
-        """The K mixture components q(z | u_k): mean and log-variance of shape (K, D)."""
-        return encode(self.pseudo_inputs)
-
-    def log_prob(self, z: torch.Tensor, encode) -> torch.Tensor:
-        """log p(z), z: (..., D) -> (...)."""
-        q = self.components(encode)
-        return diagonal_gaussian_mixture_log_prob(z, q.mean, q.logvar)
-
-    def sample(self, n: int, encode, generator=None) -> torch.Tensor:
-        """n draws of z ~ p(z): pick a component uniformly, then z ~ q(z | u_k). (n, D)."""
-        q = self.components(encode)
-        dev = q.mean.device
-        idx = torch.randint(q.mean.shape[0], (n,), generator=generator, device=dev)
-        eps = torch.randn(n, q.mean.shape[-1], generator=generator, device=dev, dtype=q.mean.dtype)
-        return q.mean[idx] + q.std[idx] * eps
+__all__ = ["VampPriorVAE", "PseudoInputsMixin"]
 
 
-class VampPriorVAEModule(VAEModule):
-    """A VAEModule whose prior is a :class:`VampPrior` over its own encoder's posteriors."""
-
-    def __init__(self, encoder, decoder, likelihood, latent_dim: int, n_pseudo_inputs: int, input_shape):
-        super().__init__(encoder, decoder, likelihood, latent_dim)
-        self.prior = VampPrior(n_pseudo_inputs, tuple(input_shape))
-
-    def prior_log_prob(self, z):
-        """log p(z) under the VampPrior, z: (..., D) -> (...)."""
-        return self.prior.log_prob(z, self.encode)
-
-    def sample_prior(self, n: int, generator=None, device=None):
-        """n draws of z ~ p(z), (n, D) (on the model's device)."""
-        return self.prior.sample(n, self.encode, generator=generator)
-
-
-class _PseudoInputs:
+class PseudoInputsMixin:
     """Initialise the pseudo-inputs of a VampPrior from random training examples."""
 
     def _prepare_build(self, A, train_rows):
@@ -112,8 +57,8 @@ class _PseudoInputs:
         return True
 
 
-@register
-class VampPriorVAE(_PseudoInputs, _BoundScore, VAE):
+@register("vamp", order=4)
+class VampPriorVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
     """A VAE with the VampPrior: p(z) = (1/K) sum_k q(z | u_k) over K learned pseudo-inputs.
 
     The pseudo-inputs start as ``n_pseudo_inputs`` random training examples (see the module
@@ -183,40 +128,11 @@ class VampPriorVAE(_PseudoInputs, _BoundScore, VAE):
         verbose: bool | None = None,
         checkpoint_dir=None,
     ):
-        self.latent_dim = latent_dim
-        self.n_pseudo_inputs = n_pseudo_inputs
-        self.k = k
-        self.hidden = hidden
-        self.activation = activation
-        self.architecture = architecture
-        self.channels = channels
-        self.likelihood = likelihood
-        self.sigma = sigma
-        self.c = c
-        self.mc_samples = mc_samples
-        self.warmup_epochs = warmup_epochs
-        self.free_bits = free_bits
-        self.scale = scale
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.seed = seed
-        self.device = device
-        self.compile = compile
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
+        self._store_params(locals())
 
     def _validate_params(self):
         super()._validate_params()
         check_int(self.n_pseudo_inputs, "n_pseudo_inputs")
-        check_int(self.k, "k")
         self._check_no_free_bits()
 
     def _build_module(self):

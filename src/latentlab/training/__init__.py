@@ -1,6 +1,7 @@
-"""The training loop and what it needs: batches, checkpoints, torchrun."""
+"""The training loop and what it needs: batches, checkpoints, optimisers, devices, torchrun."""
 
 from .data import ArrayData, ShardedArray
-from .trainer import TrainResult, resolve_device, train
+from .device import resolve_device
+from .trainer import TrainResult, train
 
 __all__ = ["train", "TrainResult", "ArrayData", "ShardedArray", "resolve_device"]

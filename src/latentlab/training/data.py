@@ -4,132 +4,19 @@ No DataLoader: for arrays that are already tensors, a batch is one ``index_selec
 to the device), which is what makes the training loop fast on small models. Memory-mapped NumPy
 arrays (``np.load(path, mmap_mode="r")``, :func:`open_npy`, or a folder of shards) are read batch
 by batch, in their stored dtype (uint8 stays uint8 on disk), and converted on the device, so data
-larger than memory trains with a bounded resident set (see :mod:`latentlab._mmap`).
+larger than memory trains with a bounded resident set (see :mod:`latentlab.memmap`).
 """
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .._mmap import Releaser, RowReader
-from ..errors import DataError
+from ..memmap import Releaser, RowReader, ShardedArray, open_npy
 
 __all__ = ["ArrayData", "ShardedArray", "open_npy", "placement", "epoch_permutation"]
-
-
-class ShardedArray:
-    """Several arrays (e.g. memory-mapped ``.npy`` shards) seen as one along axis 0."""
-
-    def __init__(self, shards: Sequence[np.ndarray]):
-        if not shards:
-            raise DataError("ShardedArray needs at least one shard; pass a list of arrays.")
-        tail = shards[0].shape[1:]
-        for s in shards:
-            if s.shape[1:] != tail:
-                raise DataError(
-                    f"shards have different example shapes {tail} and {s.shape[1:]}; every shard "
-                    "must hold examples of one shape."
-                )
-            if s.dtype != shards[0].dtype:
-                raise DataError(
-                    f"shards have different dtypes {shards[0].dtype} and {s.dtype}; save every "
-                    "shard with one dtype."
-                )
-        self.shards = list(shards)
-        self.offsets = np.cumsum([0] + [s.shape[0] for s in shards])
-        self.shape = (int(self.offsets[-1]), *tail)
-        self.dtype = shards[0].dtype
-        self.ndim = len(self.shape)
-
-    def __len__(self):
-        return self.shape[0]
-
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
-        which = np.searchsorted(self.offsets, idx, side="right") - 1
-        for k in np.unique(which):
-            sel = which == k
-            out[sel] = self.shards[k][idx[sel] - self.offsets[k]]
-        return out
-
-    def __getitem__(self, key):
-        if isinstance(key, slice):
-            return self.take(np.arange(*key.indices(self.shape[0])))
-        if isinstance(key, (int, np.integer)):
-            return self.take(np.array([key]))[0]
-        return self.take(np.asarray(key))
-
-    def __array__(self, dtype=None, copy=None):
-        a = self.take(np.arange(self.shape[0]))
-        return a.astype(dtype) if dtype is not None else a
-
-    def reshape(self, n: int, *shape: int) -> "ShardedArray":
-        """The same rows with examples of another shape (no data is read)."""
-        if n != self.shape[0]:
-            raise ValueError(f"cannot change the number of rows of a ShardedArray ({self.shape[0]} -> {n})")
-        return ShardedArray([s.reshape(s.shape[0], *shape) for s in self.shards])
-
-
-def _natural_key(p: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
-
-
-def open_npy(path: str | os.PathLike) -> np.ndarray | ShardedArray:
-    """Open a ``.npy`` file memory-mapped, or a folder of ``.npy`` shards as one dataset.
-
-    Nothing is read but the headers: batches are gathered from the map later. Shards are
-    concatenated along axis 0 in natural name order (``part2`` before ``part10``) and must share
-    the example shape and dtype. A Fortran-ordered file is mapped too, but row access to it is
-    slow; re-save it with ``np.save(path, np.ascontiguousarray(a))``.
-
-    Parameters
-    ----------
-    path : a ``.npy`` file or a directory holding ``*.npy`` files
-
-    Returns
-    -------
-    np.memmap of shape (n, *example_shape), or ShardedArray for a folder.
-
-    Example
-    -------
-    >>> import numpy as np, tempfile, os
-    >>> d = tempfile.mkdtemp()
-    >>> for k in range(3):
-    ...     np.save(os.path.join(d, f"part{k}.npy"), np.full((4, 2), k, np.uint8))
-    >>> X = open_npy(d)
-    >>> X.shape, X.dtype, X[[0, 11]].tolist()
-    ((12, 2), dtype('uint8'), [[0, 0], [2, 2]])
-    """
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(p.glob("*.npy"), key=_natural_key)
-        if not files:
-            raise DataError(f"{p} is a folder without .npy files; put the shards there as .npy files.")
-        arrays = [open_npy(f) for f in files]
-        return arrays[0] if len(arrays) == 1 else ShardedArray(arrays)
-    if not p.is_file():
-        raise DataError(f"{p} does not exist; give a .npy file or a folder of .npy shards.")
-    try:
-        a = np.load(p, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # a damaged header makes NumPy's parser raise many types (SyntaxError, TokenError, ...)
-        raise DataError(
-            f"{p} is not a readable .npy file ({exc}); write it with np.save, or check that it is "
-            "complete."
-        ) from None
-    if not isinstance(a, np.ndarray) or a.dtype == object:
-        raise DataError(f"{p} does not hold a numeric array; write one with np.save.")
-    if a.ndim < 2:
-        raise DataError(
-            f"{p} holds an array of shape {a.shape}; expected (n_samples, n_features) or images "
-            "(n, H, W) / (n, C, H, W)."
-        )
-    return a
 
 
 def placement(nbytes: int, device: torch.device) -> str:
@@ -241,7 +128,7 @@ class ArrayData:
             self.arrays.append(t)
             self.mapped.append(False)
             self.placements.append(where)
-        # Batches of mapped arrays are read with pread (see latentlab._mmap.RowReader), which
+        # Batches of mapped arrays are read with pread (see latentlab.memmap.RowReader), which
         # keeps them out of the resident set; where that is impossible, through the map, whose
         # pages are then released as reading goes.
         self._readers = [RowReader.of(a) if m else None for a, m in zip(self.arrays, self.mapped)]

@@ -9,7 +9,7 @@ memory pressure, but a memory limit or a monitor sees the RSS first. So:
   ``os.preadv`` from the file behind the np.memmap: nothing is mapped, and the RSS does not grow
   with the data.
 - Whole-data passes through the map (scaling statistics, finiteness checks, PCA's covariance,
-  see ``latentlab._validation.iter_chunks``) call a :class:`Releaser`, which drops the mapped
+  see ``latentlab.validation.iter_chunks``) call a :class:`Releaser`, which drops the mapped
   data pages (``madvise(MADV_DONTNEED)``; they stay in the page cache and on disk) whenever the
   process's resident file-backed memory has grown by more than ``$LATENTLAB_MMAP_RESIDENT_MB``
   MiB (default 256) since the last release.
@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import weakref
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Releaser", "RowReader", "maps_of", "resident_file_bytes", "resident_budget"]
+from .errors import DataError
+
+__all__ = ["ShardedArray", "open_npy", "Releaser", "RowReader", "maps_of", "resident_file_bytes", "resident_budget"]
 
 BUDGET_ENV = "LATENTLAB_MMAP_RESIDENT_MB"
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -159,8 +163,6 @@ class RowReader:
             while len(view):
                 got = os.preadv(self._fd(k), [view], where)
                 if got <= 0:
-                    from .errors import DataError
-
                     raise DataError(f"{name} ended before row {int(rows[lo])}: the file is truncated; write it again.")
                 view, where = view[got:], where + got
         return out
@@ -187,3 +189,112 @@ def _file_position(a) -> int | None:
     # np.memmap maps from the offset rounded down to the allocation granularity; views keep .offset.
     start = a.offset - a.offset % mmap.ALLOCATIONGRANULARITY
     return int(a.ctypes.data - base + start)
+
+
+class ShardedArray:
+    """Several arrays (e.g. memory-mapped ``.npy`` shards) seen as one along axis 0."""
+
+    def __init__(self, shards: Sequence[np.ndarray]):
+        if not shards:
+            raise DataError("ShardedArray needs at least one shard; pass a list of arrays.")
+        tail = shards[0].shape[1:]
+        for s in shards:
+            if s.shape[1:] != tail:
+                raise DataError(
+                    f"shards have different example shapes {tail} and {s.shape[1:]}; every shard "
+                    "must hold examples of one shape."
+                )
+            if s.dtype != shards[0].dtype:
+                raise DataError(
+                    f"shards have different dtypes {shards[0].dtype} and {s.dtype}; save every "
+                    "shard with one dtype."
+                )
+        self.shards = list(shards)
+        self.offsets = np.cumsum([0] + [s.shape[0] for s in shards])
+        self.shape = (int(self.offsets[-1]), *tail)
+        self.dtype = shards[0].dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
+        which = np.searchsorted(self.offsets, idx, side="right") - 1
+        for k in np.unique(which):
+            sel = which == k
+            out[sel] = self.shards[k][idx[sel] - self.offsets[k]]
+        return out
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self.take(np.arange(*key.indices(self.shape[0])))
+        if isinstance(key, (int, np.integer)):
+            return self.take(np.array([key]))[0]
+        return self.take(np.asarray(key))
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.take(np.arange(self.shape[0]))
+        return a.astype(dtype) if dtype is not None else a
+
+    def reshape(self, n: int, *shape: int) -> "ShardedArray":
+        """The same rows with examples of another shape (no data is read)."""
+        if n != self.shape[0]:
+            raise ValueError(f"cannot change the number of rows of a ShardedArray ({self.shape[0]} -> {n})")
+        return ShardedArray([s.reshape(s.shape[0], *shape) for s in self.shards])
+
+
+def _natural_key(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def open_npy(path: str | os.PathLike) -> np.ndarray | ShardedArray:
+    """Open a ``.npy`` file memory-mapped, or a folder of ``.npy`` shards as one dataset.
+
+    Nothing is read but the headers: batches are gathered from the map later. Shards are
+    concatenated along axis 0 in natural name order (``part2`` before ``part10``) and must share
+    the example shape and dtype. A Fortran-ordered file is mapped too, but row access to it is
+    slow; re-save it with ``np.save(path, np.ascontiguousarray(a))``.
+
+    Parameters
+    ----------
+    path : a ``.npy`` file or a directory holding ``*.npy`` files
+
+    Returns
+    -------
+    np.memmap of shape (n, *example_shape), or ShardedArray for a folder.
+
+    Example
+    -------
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> for k in range(3):
+    ...     np.save(os.path.join(d, f"part{k}.npy"), np.full((4, 2), k, np.uint8))
+    >>> X = open_npy(d)
+    >>> X.shape, X.dtype, X[[0, 11]].tolist()
+    ((12, 2), dtype('uint8'), [[0, 0], [2, 2]])
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("*.npy"), key=_natural_key)
+        if not files:
+            raise DataError(f"{p} is a folder without .npy files; put the shards there as .npy files.")
+        arrays = [open_npy(f) for f in files]
+        return arrays[0] if len(arrays) == 1 else ShardedArray(arrays)
+    if not p.is_file():
+        raise DataError(f"{p} does not exist; give a .npy file or a folder of .npy shards.")
+    try:
+        a = np.load(p, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # a damaged header makes NumPy's parser raise many types (SyntaxError, TokenError, ...)
+        raise DataError(
+            f"{p} is not a readable .npy file ({exc}); write it with np.save, or check that it is "
+            "complete."
+        ) from None
+    if not isinstance(a, np.ndarray) or a.dtype == object:
+        raise DataError(f"{p} does not hold a numeric array; write one with np.save.")
+    if a.ndim < 2:
+        raise DataError(
+            f"{p} holds an array of shape {a.shape}; expected (n_samples, n_features) or images "
+            "(n, H, W) / (n, C, H, W)."
+        )
+    return a

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError, DataTypeError
+from .memmap import ShardedArray
 
 
 def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1) -> np.ndarray:
@@ -20,9 +21,6 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
     whole: the estimators read and convert it batch by batch. Raises :class:`DataError` for
     non-numeric, empty, too-small or non-finite data.
     """
-    from .training.data import ShardedArray
-
-
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse, without importing it
@@ -92,7 +90,7 @@ def iter_chunks(A, chunk: int | None = None, dtype=None):
     """Yield ``(start, block)`` over the rows of A, ``block = A[start : start + chunk]`` as an array.
 
     ``chunk`` defaults to :func:`chunk_rows`. When A is memory-mapped (np.memmap or ShardedArray),
-    its pages are released as the walk goes (see :mod:`latentlab._mmap`), so one pass over data
+    its pages are released as the walk goes (see :mod:`latentlab.memmap`), so one pass over data
     larger than memory keeps a bounded resident set.
 
     Example
@@ -101,7 +99,7 @@ def iter_chunks(A, chunk: int | None = None, dtype=None):
     >>> [(s, b.shape) for s, b in iter_chunks(np.zeros((5, 2)), chunk=2)]
     [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
     """
-    from ._mmap import Releaser
+    from .memmap import Releaser
 
     chunk = chunk or chunk_rows(A)
     release = Releaser([A])

@@ -26,6 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..nn.distributions import Bernoulli
+from ..nn.modules import VAEModule
+
 __all__ = ["supports", "fused_bernoulli_elbo", "fused_step"]
 
 _RELU, _TANH = 1, 2
@@ -63,8 +66,6 @@ def _plan(module):
     cached = module.__dict__.get("_fused_plan")
     if cached is not None and cached[0] == key:
         return cached[1]
-    from .distributions import Bernoulli
-
     enc, dec = _layers(module.encoder), _layers(module.decoder)
     ok = enc is not None and dec is not None and type(module.likelihood) is Bernoulli
     plan = (enc, dec) if ok else None
@@ -74,8 +75,6 @@ def _plan(module):
 
 def supports(module, x: torch.Tensor | None, mc_samples: int, free_bits: float) -> bool:
     """Whether the fused step computes exactly this module's ELBO (for batches like ``x``)."""
-    from .vae import VAEModule
-
     return (
         type(module) is VAEModule
         and mc_samples == 1

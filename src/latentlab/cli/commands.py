@@ -1,0 +1,303 @@
+"""The commands' handlers: each takes the parsed arguments, calls :mod:`latentlab.api`, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+from .options import UsageError, given_params
+
+__all__ = ["cmd_fit", "cmd_evaluate", "cmd_encode", "cmd_reconstruct", "cmd_sample", "cmd_interpolate", "cmd_compare", "cmd_report", "cmd_demo"]
+
+
+def _fmt(v: Any) -> str:
+    from ..report import format_value
+
+    return format_value(v)
+
+
+def _print_metrics(metrics: dict[str, Any], *, indent: str = "  ") -> None:
+    from ..report import HIDDEN_METRICS
+
+    metrics = {k: v for k, v in metrics.items() if k not in HIDDEN_METRICS}
+    if not metrics:
+        return
+    width = max(len(k) for k in metrics)
+    for k, v in metrics.items():
+        print(f"{indent}{k.ljust(width)}  {_fmt(v)}")
+
+
+def _emit(args, obj: dict[str, Any], human: Callable[[], None]) -> None:
+    if getattr(args, "json", False):
+        from ..io import jsonable
+
+        print(json.dumps(jsonable(obj), allow_nan=True))
+    else:
+        human()
+
+
+def _image_shape(run) -> tuple[int, ...] | None:
+    ds = run.test or run.train
+    if ds is not None and ds.image_shape:
+        return ds.image_shape
+    shape = (run.info.get("data") or {}).get("image_shape")
+    return tuple(shape) if shape else None
+
+
+def _columns(run) -> list[str] | None:
+    ds = run.test or run.train
+    return ds.feature_names if ds is not None else None
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+
+def _open(args):
+    """The run of a command that reads data, with the condition options it was given."""
+    from .. import api
+
+    return api.open_run(args.run_dir, args.data, labels=args.labels, label_column=args.label_column)
+
+
+def cmd_fit(args, argv) -> int:
+    from .. import api
+
+    model = getattr(args, "model", None)
+    run_dir = getattr(args, "resume", None)
+    if run_dir is not None:
+        given = given_params(args)
+        extra = sorted(set(given) - {"epochs"})
+        if extra or model is not None and getattr(args, "data", None):
+            raise UsageError(
+                f"latentlab fit --resume: the settings come from {run_dir}/run.json; drop "
+                f"{', '.join('--' + e.replace('_', '-') for e in extra) or '--data'} (only --epochs may change)."
+            )
+        run = api.resume(run_dir, epochs=given.get("epochs"), command=argv)
+    else:
+        if model is None:
+            from ..models import MODELS
+
+            raise UsageError(f"latentlab fit: name a model ({', '.join(MODELS)}) or pass --resume RUN_DIR; see 'latentlab fit --help'.")
+        if args.out is None:
+            raise UsageError(f"latentlab fit {model}: --out RUN_DIR is required (the folder the run is saved in).")
+        params = given_params(args)
+        if args.latent_dim is not None:
+            params["latent_dim"] = args.latent_dim
+        config = api.RunConfig(model, args.data or api.RunConfig.data, params, args.test_fraction, args.split_seed, args.eval_k,
+                               labels=getattr(args, "labels", None), label_column=getattr(args, "label_column", None))
+        run = api.fit(config, args.out, command=argv)
+
+    def human():
+        c = run.config
+        m = run.metrics
+        k, d1 = run.model.code_size, int(run.model.latent_dim)
+        size = f"latent size {k}" + (f": [z1 | z2] = {d1} + {k - d1}" if k != d1 else "")
+        what = f"{c.model} ({size}) on {c.data}"
+        sizes = f"{m.get('n_train')} train" + (f" / {m['n_test']} test" if m.get("n_test") else "")
+        ep = f", {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}" if "epochs" in m else ""
+        print(f"fitted {what}: {sizes}{ep}, {m.get('fit_time_s', 0):.1f} s")
+        rest = {k: v for k, v in m.items() if k not in ("n_train", "n_test", "epochs", "fit_time_s")}
+        if rest:
+            print("test metrics:")
+            _print_metrics(rest)
+        print(f"saved to {run.path}")
+
+    _emit(args, {"run_dir": str(run.path), "model": run.config.model, "metrics": run.metrics}, human)
+    return 0
+
+
+def cmd_evaluate(args, argv) -> int:
+    from .. import api
+
+    run = _open(args)
+    split = api.default_split(run, args.split, args.data)
+    metrics = api.evaluate(run, args.data, split=split, k=args.k, seed=args.seed)
+
+    def human():
+        print(f"{args.run_dir} on {args.data or 'its data'} ({split} split, k={args.k}):")
+        _print_metrics(metrics)
+
+    _emit(args, {"run_dir": args.run_dir, "split": split, "k": args.k, "metrics": metrics}, human)
+    return 0
+
+
+def cmd_encode(args, argv) -> int:
+    from .. import api
+
+    from ..outputs import write_array
+
+    Z = api.encode(_open(args), split=args.split)
+    write_array(args.out, Z, columns=[f"z{j}" for j in range(Z.shape[1])])
+    _emit(args, {"out": args.out, "shape": list(Z.shape)}, lambda: print(f"wrote {Z.shape[0]} codes of size {Z.shape[1]} to {args.out}"))
+    return 0
+
+
+def cmd_reconstruct(args, argv) -> int:
+    from .. import api
+
+    from ..outputs import write_array
+    from ..plots import pair_rows
+
+    run = _open(args)
+    X, R = api.reconstruct(run, split=args.split)
+    if args.out.lower().endswith(".png"):
+        grid, cols = pair_rows(X, R, args.n)
+        write_array(args.out, grid, image_shape=_image_shape(run), ncols=cols)
+        shape = [len(grid) // 2, R.shape[1]]
+    else:
+        write_array(args.out, R, columns=_columns(run))
+        shape = list(R.shape)
+    _emit(args, {"out": args.out, "shape": shape}, lambda: print(f"wrote {shape[0]} reconstructions to {args.out}"))
+    return 0
+
+
+def cmd_sample(args, argv) -> int:
+    from .. import api
+
+    from ..outputs import write_array, write_figure
+
+    run = api.open_run(args.run_dir, load_data=False)
+    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True)
+    shape = _image_shape(run)
+    if y is not None and y.ndim == 1 and args.out.lower().endswith(".png") and shape is not None:
+        from .. import plots
+
+        write_figure(args.out, plots.labelled_grid(S, shape, y))  # one row per label
+    else:
+        write_array(args.out, S, image_shape=shape, columns=(run.info.get("data") or {}).get("feature_names"))
+    # A model that is no density (no prior, no likelihood): its samples decode z ~ N(0, I).
+    no_prior = not run.model.capabilities & {"prior", "exact_likelihood"}
+    if no_prior and not getattr(args, "json", False):
+        print(f"note: an {type(run.model).__name__} has no prior: these decode z ~ N(0, I), which it was never "
+              "trained to map to data.", file=sys.stderr)
+    obj: dict[str, Any] = {"out": args.out, "shape": list(S.shape)}
+    text = f"wrote {S.shape[0]} samples to {args.out}"
+    if y is not None and y.ndim == 1:
+        values, counts = np.unique(y, return_counts=True)
+        obj["labels"] = {str(v): int(c) for v, c in zip(values.tolist(), counts)}
+        text += " (" + ", ".join(f"{c} of y = {v}" for v, c in obj["labels"].items()) + ")"
+    elif y is not None:
+        obj["condition"] = y[0].tolist()
+    _emit(args, obj, lambda: print(text))
+    return 0
+
+
+def cmd_interpolate(args, argv) -> int:
+    from .. import api
+
+    run = _open(args)
+    from ..outputs import write_array
+
+    P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split, label=args.label)
+    write_array(args.out, P, image_shape=_image_shape(run), ncols=args.steps, columns=_columns(run))
+    _emit(args, {"out": args.out, "shape": list(P.shape)}, lambda: print(f"wrote {P.shape[0]} interpolation steps to {args.out}"))
+    return 0
+
+
+#: The columns of the printed comparison: (heading, what it is, keys to read, the first present wins).
+_COLUMNS = [
+    ("rec. MSE", "reconstruction error on the test split: squared error per feature", ("reconstruction_mse",)),
+    ("angle to PCA", "linear AE: largest principal angle to the PCA subspace, degrees", ("max_principal_angle_deg",)),
+    ("FD random", "Frechet distance of decoded random latent points z ~ N(0, I) to the test set, in a digit "
+     "classifier's feature space (lower: more realistic); N(0, I) is the VAE's prior, the AEs have none",
+     ("fd_prior", "fd_standard_normal")),
+    ("FD fitted", "the same with z from a Gaussian fitted to the training codes (for PCA: its latent Gaussian)",
+     ("fd_fitted_gaussian",)),
+    ("confidence", "a digit classifier's mean top probability on those N(0, I) decodes (higher: more recognisable)",
+     ("confidence_prior", "confidence_standard_normal")),
+    ("ELBO", "evidence lower bound per test example, nats", ("elbo",)),
+    ("log p(x)", "test log-likelihood per example, nats (VAE: importance-sampled; PCA: exact)", ("log_likelihood",)),
+]
+
+
+def _pick(m: dict, keys) -> Any:
+    for k in keys:
+        if m.get(k) is not None:
+            return m[k]
+    return None
+
+
+def _print_comparison(comparison) -> None:
+    from ..models import model_name
+
+    rows = []
+    for r in comparison.runs:
+        m = dict(r.metrics)
+        if model_name(r.model) == "pca" and not r.model.whiten:  # unwhitened PCA codes are not on N(0, I)'s scale: its column is "fitted"
+            m.pop("fd_standard_normal", None)
+            m.pop("confidence_standard_normal", None)
+        rows.append((r.name, m))
+    ref = next((m for _, m in rows if m.get("fd_real") is not None), None)
+    if ref is not None:
+        rows.append(("real data", {"fd_prior": ref["fd_real"], "confidence_prior": ref.get("confidence_real")}))
+    cols = [c for c in _COLUMNS if any(_pick(m, c[2]) is not None for _, m in rows)]
+    w0 = max(len(n) for n, _ in rows) + 2
+    widths = [max(len(h), 8) + 2 for h, _, _ in cols]
+    print("".ljust(w0) + "".join(h.rjust(w) for (h, _, _), w in zip(cols, widths)))
+    for name, m in rows:
+        cells = [_fmt(v) if (v := _pick(m, keys)) is not None else "" for _, _, keys in cols]
+        print(name.ljust(w0) + "".join(c.rjust(w) for c, w in zip(cells, widths)))
+    for h, d, _ in cols:
+        print(f"  {h}: {d}")
+    if ref is not None:
+        print("  real data: training digits scored the same way, the best a model can do with this many points")
+
+
+def cmd_compare(args, argv) -> int:
+    from .. import api
+
+    params = given_params(args)
+    kw = {}
+    if args.latent_dim is not None:
+        kw["latent_dim"] = args.latent_dim
+    comp = api.compare(
+        args.data or "digits",
+        out=args.out,
+        params=params,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        eval_k=args.eval_k,
+        command=argv,
+        **kw,
+    )
+
+    def human():
+        _print_comparison(comp)
+        print(f"report: {comp.report}")
+
+    _emit(args, {"out": str(comp.path), "report": str(comp.report), "metrics": comp.table}, human)
+    return 0
+
+
+def cmd_report(args, argv) -> int:
+    from .. import api
+
+    path = api.report(args.path)
+    _emit(args, {"report": str(path)}, lambda: print(path))
+    return 0
+
+
+def cmd_demo(args, argv) -> int:
+    import time
+
+    from .. import api
+
+    t0 = time.perf_counter()
+    comp = api.demo(args.out, params={"epochs": args.epochs} if args.epochs is not None else None, command=argv)
+    elapsed = time.perf_counter() - t0
+
+    def human():
+        print(f"PCA, a linear AE, a deep AE and a VAE on the embedded digits (latent size {api.DEMO_LATENT_DIM}), "
+              f"measured on {comp.runs[0].metrics.get('n_test')} held-out digits:")
+        _print_comparison(comp)
+        print(f"finished in {elapsed:.0f} s")
+        print(f"report: {comp.report}")
+
+    _emit(args, {"out": str(comp.path), "report": str(comp.report), "seconds": elapsed, "metrics": comp.table}, human)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- parser

@@ -1,0 +1,249 @@
+"""The ``latentlab`` argument parser: its commands, their options and examples."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+from . import commands
+from .options import Parser, add_model_options
+
+__all__ = ["build_parser"]
+
+
+_EPILOG_MAIN = """examples:
+  latentlab demo                                   # the main job: four models on the digits, one report
+  latentlab fit vae --data digits --latent-dim 2 --out runs/vae
+  latentlab fit cvae --data digits --latent-dim 2 --out runs/cvae   # conditioned on the digit labels
+  latentlab sample runs/cvae -n 30 --label 3 --out threes.png
+  latentlab evaluate runs/vae --json
+  latentlab sample runs/vae -n 64 --out samples.png
+  latentlab compare --data mnist --latent-dim 16 --out runs/mnist
+  latentlab report runs/vae
+
+exit status: 0 success, 2 bad usage or input, 1 other errors, 130 interrupted."""
+
+
+#: Examples in `latentlab fit MODEL --help`, where the default one is not enough.
+_FIT_EXAMPLES = {
+    "iwae": ["latentlab fit iwae --data binarized-mnist --latent-dim 50 --k 50 --out runs/iwae"],
+    "vamp": ["latentlab fit vamp --data binarized-mnist --latent-dim 40 --n-pseudo-inputs 500 --out runs/vamp"],
+    "hvae": ["latentlab fit hvae --data binarized-mnist --latent-dim 40 --latent-dim2 40 --out runs/hvae   # codes: [z1 | z2]"],
+    "cvae": [
+        "latentlab fit cvae --data digits --latent-dim 2 --out runs/cvae            # condition: the digit labels",
+        "latentlab fit cvae --data x.npy --labels y.npy --latent-dim 4 --out runs/c  # labels (n,) or side inputs (n, m)",
+        "latentlab fit cvae --data table.csv --label-column species --out runs/t     # a CSV column as the condition",
+        "latentlab sample runs/cvae -n 30 --label 3,5 --out threes-and-fives.png",
+    ],
+}
+
+
+def _condition_options(p, *, fit: bool = False) -> None:
+    """--labels and --label-column: where a conditional model's condition comes from."""
+    from ..runs import conditional_models
+
+    g = p.add_argument_group("condition (conditional models: " + ", ".join(conditional_models()) + ")")
+    default = ("the source's own labels (digits, mnist, fashion-mnist, image folders with one subfolder a class)"
+               if fit else "what the run was fitted with for its own data, the labels of --data for another source")
+    g.add_argument("--labels", metavar="FILE", default=None,
+                   help="FILE.npy or FILE.csv: one label per row of the data (numbers or text), or an (n, m) matrix of "
+                   f"side inputs (default: {default})")
+    g.add_argument("--label-column", metavar="NAME", default=None,
+                   help="for a .csv/.tsv source: the column that holds the condition (removed from the features)")
+
+
+def _common(json_flag: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error")
+    if json_flag:
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object instead of text")
+    return p
+
+
+def _data_option(p, default_text: str = "digits") -> None:
+    from ..datasets.sources import describe_sources
+
+    p.add_argument("--data", metavar="SOURCE", default=None, help=f"the data (default: {default_text}). {describe_sources()}")
+
+
+def _split_options(p) -> None:
+    from ..runs import RunConfig
+
+    fields = {f.name: f.default for f in __import__("dataclasses").fields(RunConfig)}
+    p.add_argument("--test-fraction", type=float, default=fields["test_fraction"], metavar="F",
+                   help="share held out as the test split when the data has none of its own (default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=fields["split_seed"], metavar="S", help="seed of that split (default: %(default)s)")
+    p.add_argument("--eval-k", type=int, default=fields["eval_k"], metavar="K",
+                   help="importance samples for the test log-likelihood recorded at the end (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``latentlab`` command (subcommands and their options)."""
+    from .._version import __version__
+
+    common = _common()
+    parser = Parser(
+        prog="latentlab",
+        description="From PCA to variational autoencoders: fit, evaluate, compare and report latent-variable "
+        "models on your data.",
+        epilog=_EPILOG_MAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"latentlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for add in (_add_fit, _add_evaluate, _add_use_commands, _add_compare, _add_report_and_demo):
+        add(sub, common)
+    return parser
+
+
+def _add_fit(sub, common) -> None:
+    """latentlab fit MODEL: one subcommand per registered model, with its constructor's options."""
+    from ..models import MODELS
+    from ..runs import conditional_models
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    fit = sub.add_parser("fit", parents=[common], help="fit a model and save the run", formatter_class=fmt,
+                         description="Fit a model on a data source and save the run directory (model, checkpoint, run.json).",
+                         epilog="examples:\n  latentlab fit vae --data digits --latent-dim 2 --out runs/vae\n"
+                         "  latentlab fit ae --data table.csv --latent-dim 3 --hidden 64,32 --out runs/ae\n"
+                         "  latentlab fit --resume runs/vae            # continue after Ctrl-C or with more --epochs")
+    fit.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its last checkpoint")
+    fit.add_argument("--epochs", dest="param_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
+                     help="with --resume: train up to N epochs in all (the run's own setting otherwise)")
+    models = fit.add_subparsers(dest="model", metavar="MODEL", parser_class=Parser)
+    for name, cls in MODELS.items():
+        summary = (inspect.getdoc(cls) or name).splitlines()[0]
+        mp = models.add_parser(name, parents=[common], help=summary, description=f"{name}: {summary}", formatter_class=fmt,
+                               epilog="example" + ("s" if name in _FIT_EXAMPLES else "") + ":\n  " + "\n  ".join(
+                                   _FIT_EXAMPLES.get(name, [f"latentlab fit {name} --data digits --latent-dim 2 --out runs/{name}"])))
+        _data_option(mp)
+        default_k = inspect.signature(cls).parameters["latent_dim"].default
+        what = ("size of z1, the layer next to the data (codes are [z1 | z2], see --latent-dim2)"
+                if "latent_dim2" in inspect.signature(cls).parameters else "latent size")
+        mp.add_argument("--latent-dim", type=int, default=None, metavar="K", help=f"{what} (default: {default_k})")
+        mp.add_argument("--out", metavar="RUN_DIR", default=None, help="run directory to write (required)")
+        mp.add_argument("--resume", metavar="RUN_DIR", default=argparse.SUPPRESS, help="continue the run in RUN_DIR")
+        _split_options(mp)
+        if name in conditional_models():
+            _condition_options(mp, fit=True)
+        add_model_options(mp, {name: cls}, f"{name} options")
+    fit.set_defaults(handler=commands.cmd_fit)
+
+
+
+def _add_evaluate(sub, common) -> None:
+    from .. import api
+    from ..runs import SPLITS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    k_default = inspect.signature(api.evaluate).parameters["k"].default
+    ev = sub.add_parser("evaluate", parents=[common], help="measure a saved run", formatter_class=fmt,
+                        description="Measure a run: reconstruction error, ELBO, importance-sampled log-likelihood, "
+                        "bits per dimension, active units (latentlab.evaluation).",
+                        epilog="examples:\n  latentlab evaluate runs/vae\n  latentlab evaluate runs/vae --split train --k 5000 --json")
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    _data_option(ev, "the run's own data")
+    ev.add_argument("--split", choices=SPLITS, default=None, help="which rows (default: test)")
+    ev.add_argument("--k", type=int, default=k_default, help="importance samples per example (default: %(default)s)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo estimates (default: %(default)s)")
+    _condition_options(ev)
+    ev.set_defaults(handler=commands.cmd_evaluate)
+
+
+
+def _add_use_commands(sub, common) -> None:
+    """encode, reconstruct, sample, interpolate: a run directory and the data to use it on."""
+    from ..runs import SPLITS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    def use_cmd(name, help_, desc, example, handler, *, data=True, split_default="all"):
+        p = sub.add_parser(name, parents=[common], help=help_, description=desc, formatter_class=fmt, epilog=f"example:\n  {example}")
+        p.add_argument("run_dir", metavar="RUN_DIR")
+        if data:
+            _data_option(p, "the run's own data")
+            p.add_argument("--split", choices=SPLITS, default=split_default,
+                           help="which rows: all (every row of the source, in order; for sources with their own splits, "
+                           "the training set), train, valid or test (default: %(default)s)")
+            _condition_options(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = use_cmd("encode", "write the codes of the data", "Encode every row of the data (posterior means for a VAE); "
+                "a CSV gets one row per input row. A hierarchical VAE (hvae) writes its codes [z1 | z2], "
+                "latent_dim + latent_dim2 columns, as its transform gives them; a conditional VAE encodes each row "
+                "with its own condition.", "latentlab encode runs/vae --data digits --out codes.csv", commands.cmd_encode)
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy or FILE.csv")
+    p = use_cmd("reconstruct", "write reconstructions of the data", "Reconstruct the data through the model: .npy/.csv "
+                "hold every row (in the data's own units); .png shows the first -n originals above their reconstructions.",
+                "latentlab reconstruct runs/vae --data digits --out rec.png", commands.cmd_reconstruct)
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy, FILE.csv or FILE.png")
+    p.add_argument("-n", type=int, default=32, help="examples in a PNG (default: %(default)s)")
+    p = use_cmd("sample", "decode random latent points", "Generate by decoding random latent points: z ~ N(0, I) for a "
+                "VAE (its prior; the VampPrior's mixture; the hierarchical VAE's p(z2) p(z1|z2)); for PCA, probabilistic "
+                "PCA's latent Gaussian; an autoencoder has no prior, so z ~ N(0, I) shows how it fails. A conditional VAE "
+                "decodes under --label.", "latentlab sample runs/vae -n 64 --out samples.png --seed 1", commands.cmd_sample, data=False)
+    p.add_argument("-n", type=int, default=64, help="how many (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy, FILE.csv or FILE.png")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same samples (default: %(default)s)")
+    p.add_argument("--label", metavar="L[,L...]", default=None,
+                   help="conditional models: the class(es) to sample, shared equally, e.g. --label 3 or --label 3,5 "
+                   "(default: an equal share of every class; a .png shows one row per class); for side inputs, the m "
+                   "values of one, v1,...,vm")
+    p = use_cmd("interpolate", "decode the line between two examples' codes", "Decode the straight line between the "
+                "codes of rows I and J of the data.", "latentlab interpolate runs/vae --data digits --from 0 --to 7 --steps 10 --out line.png",
+                commands.cmd_interpolate)
+    p.add_argument("--from", dest="start", type=int, required=True, metavar="I", help="row of the first example")
+    p.add_argument("--to", dest="end", type=int, required=True, metavar="J", help="row of the second example")
+    p.add_argument("--steps", type=int, default=10, help="points on the line, ends included (default: %(default)s)")
+    p.add_argument("--label", metavar="L", default=None,
+                   help="conditional models: decode the whole line under this class (default: the condition moves "
+                   "along the line between the two rows' own)")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.png, FILE.npy or FILE.csv")
+
+
+
+def _add_compare(sub, common) -> None:
+    from .. import api
+    from ..models import MODELS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    cp = sub.add_parser("compare", parents=[common], help="PCA, linear AE, deep AE and VAE side by side", formatter_class=fmt,
+                        description="Fit PCA, a linear autoencoder (hidden=()), a deep autoencoder and a VAE on the same data, "
+                        "split and latent size; measure them; write their runs and one report (DIR/index.html).",
+                        epilog="example:\n  latentlab compare --data digits --latent-dim 2 --epochs 50 --out runs/cmp")
+    _data_option(cp)
+    cp.add_argument("--latent-dim", type=int, default=None, metavar="K",
+                    help=f"latent size of all four (default: {inspect.signature(api.compare).parameters['latent_dim'].default})")
+    cp.add_argument("--out", required=True, metavar="DIR", help="folder for the four runs and the report")
+    _split_options(cp)
+    classes = {}
+    for label, (model, _) in api.COMPARE_SET.items():
+        classes.setdefault(model, MODELS[model])
+    add_model_options(cp, classes, "model options (each applies to the models that take it; --hidden not to the linear AE)")
+    cp.set_defaults(handler=commands.cmd_compare)
+
+
+
+def _add_report_and_demo(sub, common) -> None:
+    from .. import api
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    rp = sub.add_parser("report", parents=[common], help="write the HTML report of a run or a comparison", formatter_class=fmt,
+                        description="Write index.html (self-contained: figures embedded) for a run directory, or for a folder "
+                        "of runs side by side, and print its path.", epilog="example:\n  latentlab report runs/vae")
+    rp.add_argument("path", metavar="RUN_DIR_OR_DIR")
+    rp.set_defaults(handler=commands.cmd_report)
+
+    dm = sub.add_parser("demo", parents=[common], help="the main job: four models on the digits, compared", formatter_class=fmt,
+                        description="Fit PCA, a linear AE, a deep AE and a VAE on the embedded digits, print a comparison "
+                        "table and write the report. Takes about a minute on two CPU cores.",
+                        epilog="example:\n  latentlab demo --out demo && xdg-open demo/index.html")
+    dm.add_argument("--out", default=inspect.signature(api.demo).parameters["out"].default, metavar="DIR",
+                    help="folder for the runs and the report (default: %(default)s)")
+    dm.add_argument("--epochs", type=int, default=None, metavar="N",
+                    help=f"at most N epochs for the networks, for a quicker look (default: {api.DEMO_PARAMS['epochs']}, with early stopping)")
+    dm.set_defaults(handler=commands.cmd_demo)
+
+
+# ---------------------------------------------------------------------------------------- main

@@ -1,0 +1,152 @@
+"""The one place a model is registered: ``@register("vae")`` on its class.
+
+The registry feeds :func:`load` (which rebuilds a saved model from its class name), the command
+line's model list (``latentlab fit MODEL``), ``latentlab.api``'s verbs and the public names of
+``latentlab`` and ``latentlab.models``. :func:`discover` imports every module of this package, so
+a new model is one new file here with a registered class in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._version import __version__
+from ..errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import LatentModel
+
+__all__ = ["register", "MODELS", "discover", "model_class", "model_name", "load", "MODEL_FORMAT"]
+
+MODEL_FORMAT = 1
+
+#: Command-line name -> estimator class, in the order of the family (PCA first).
+MODELS: dict[str, type] = {}
+_ORDER: dict[str, float] = {}
+_DISCOVERED = False
+
+
+def register(name: str, *, order: float = 100.0):
+    """Register an estimator class under the command-line ``name`` (``latentlab fit NAME``).
+
+    ``order`` places it in listings (PCA 0, the autoencoder 1, the VAE 2, ...; new models come
+    after). Example: ``@register("vqvae")`` above ``class VQVAE(NeuralModel)``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a model's name must be a non-empty string, got {name!r}.")
+
+    def decorate(cls):
+        if name in MODELS and MODELS[name] is not cls:
+            raise ConfigError(f"two models are registered as {name!r}: {MODELS[name].__name__} and {cls.__name__}.")
+        MODELS[name] = cls
+        _ORDER[name] = float(order)
+        ordered = sorted(MODELS, key=lambda k: (_ORDER[k], k))
+        items = [(k, MODELS[k]) for k in ordered]
+        MODELS.clear()
+        MODELS.update(items)
+        cls.model_name = name
+        return cls
+
+    return decorate
+
+
+def discover() -> dict[str, type]:
+    """Import every module of :mod:`latentlab.models` once (registering its models); the registry."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        package = importlib.import_module(__package__)
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{__package__}.{info.name}")
+        _DISCOVERED = True
+    return MODELS
+
+
+def model_class(name: str) -> type:
+    """The estimator class registered as ``name``; a ConfigError naming the known ones otherwise."""
+    models = discover()
+    if not isinstance(name, str) or name not in models:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(models)}.")
+    return models[name]
+
+
+def model_name(model) -> str:
+    """The registered name of an estimator (or of its class), else its class name."""
+    cls = model if isinstance(model, type) else type(model)
+    return getattr(cls, "model_name", None) or cls.__name__
+
+
+def _by_class_name() -> dict[str, type]:
+    return {cls.__name__: cls for cls in discover().values()}
+
+
+def load(path: str | Path) -> "LatentModel":
+    """Load an estimator saved with ``save(path)``; never unpickles.
+
+    Raises :class:`CheckpointError` with the reason and the fix for a missing directory, a
+    corrupt or mismatched file, or a model saved by an incompatible latentlab version.
+
+    Example
+    -------
+    >>> from latentlab import PCA, load
+    >>> import numpy as np, tempfile
+    >>> X = np.random.default_rng(0).normal(size=(50, 5))
+    >>> d = PCA(latent_dim=2).fit(X).save(tempfile.mkdtemp())
+    >>> load(d).transform(X).shape
+    (50, 2)
+    """
+    from ..io import load_tensors, read_json
+
+    path = Path(path)
+    if path.is_file() and path.name in ("config.json", "model.safetensors"):
+        path = path.parent
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a directory; pass the directory given to save().")
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict) or config.get("format") != "latentlab-model":
+        raise CheckpointError(f"{path / 'config.json'} is not a latentlab model configuration.")
+    if config.get("format_version") != MODEL_FORMAT:
+        raise CheckpointError(
+            f"{path} was saved by latentlab {config.get('latentlab_version')} in model format "
+            f"{config.get('format_version')}; this latentlab ({__version__}) reads format "
+            f"{MODEL_FORMAT}. Load it with the matching latentlab version, or retrain."
+        )
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; the model directory is incomplete.")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if config.get("weights_sha256") not in (None, digest):
+        raise CheckpointError(
+            f"{weights} does not match {path / 'config.json'} (checksum differs): the two files "
+            "come from different saves or one is damaged. Save the model again."
+        )
+    name = config.get("class")
+    known = _by_class_name()
+    cls = known.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise CheckpointError(
+            f"{path} holds a model of class {name!r}, which this latentlab does not know; known: "
+            f"{sorted(known)}."
+        )
+    params = config.get("params") or {}
+    if not isinstance(params, dict) or not isinstance(config.get("state"), dict):
+        raise CheckpointError(f"{path / 'config.json'} has no settings or state of a model; the file is damaged: save the model again.")
+    try:
+        params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()}
+        est = cls(**params)
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: the saved settings do not fit {name} ({exc}); save the model again with this latentlab.") from None
+    tensors, _ = load_tensors(weights)
+    try:
+        est._restore(config["state"], tensors)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
+        raise CheckpointError(
+            f"{path}: the saved state does not fit a {name} with these settings ({type(exc).__name__}: {exc}); "
+            "config.json or model.safetensors is damaged: save the model again."
+        ) from None
+    return est

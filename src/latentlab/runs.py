@@ -1,0 +1,386 @@
+"""The run directory: what was fitted on which data, and everything to reopen it.
+
+A *run directory* holds one fitted model: ``config.json`` and ``model.safetensors`` (the model,
+see :func:`latentlab.load`), ``checkpoint.safetensors`` (the training state, for
+``fit(..., resume=True)``) and ``run.json`` (the data source and split, the command, the
+metrics). This module reads and writes ``run.json`` (:class:`RunConfig`, :class:`Run`,
+:func:`open_run`), builds the estimator a run describes, and knows where a conditional model's
+condition comes from.
+
+Example
+-------
+>>> from latentlab.runs import RunConfig
+>>> RunConfig("vae", "digits", {"latent_dim": 2}).to_dict()["params"]
+{'latent_dim': 2}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from ._version import __version__
+from .datasets.core import Dataset
+from .datasets.labels import load_dataset
+from .datasets.splits import split_data
+from .errors import CheckpointError, ConfigError, DataError
+from .io import atomic_write_text, jsonable, read_json
+from .models.registry import discover, load, model_class, model_name
+from .validation import check_float, check_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models.base import LatentModel
+
+__all__ = [
+    "RUN_FILE",
+    "SPLITS",
+    "RunConfig",
+    "Run",
+    "open_run",
+    "save_run",
+    "write_run_json",
+    "read_run_json",
+    "pick",
+    "default_split",
+    "build_estimator",
+    "model_input",
+    "condition_of",
+    "condition_source",
+    "check_condition_options",
+    "conditional_models",
+    "accepts",
+]
+
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
+SPLITS = ("all", "train", "valid", "test")
+
+
+def conditional_models() -> tuple[str, ...]:
+    """The registered names of the models that take a condition y (labels or side inputs)."""
+    return tuple(name for name, cls in discover().items() if cls.conditional)
+
+
+def accepts(fn, name: str) -> bool:
+    """Whether the callable (or class) ``fn`` takes a parameter ``name``."""
+    return name in inspect.signature(fn).parameters
+
+
+# ---------------------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class RunConfig:
+    """What to fit on which data.
+
+    Parameters
+    ----------
+    model : str
+        A registered model name ("pca", "ae", "vae", ...; :data:`latentlab.models.MODELS`).
+    data : str
+        A data source, as for :func:`latentlab.datasets.load`.
+    params : mapping
+        Constructor parameters of the estimator (``latent_dim``, ``hidden``, ``epochs``, ...);
+        those not given take the estimator's defaults. For tables, ``scale`` defaults to
+        "standard".
+    test_fraction : float
+        Share of the data held out as the test split when the source has no test split of its
+        own. In-memory data is split at random (``split_seed``); memory-mapped data takes its last
+        rows, so that training data stays on disk.
+    split_seed : int
+    eval_k : int
+        Importance samples for the test log-likelihood recorded at the end of :func:`fit`.
+    labels : str or None
+        A conditional model's condition: a file (``.npy``, ``.csv``, ``.tsv``) of one label per
+        row of the data, or of an (n, m) side-input matrix. None: the source's own labels.
+    label_column : str or None
+        For a ``.csv``/``.tsv`` source, the column that holds the condition (it is removed from
+        the features).
+    """
+
+    model: str
+    data: str = "digits"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    eval_k: int = 100
+    labels: str | None = None
+    label_column: str | None = None
+
+    def __post_init__(self):
+        cls = model_class(self.model)
+        check_float(self.test_fraction, "test_fraction", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
+        check_int(self.split_seed, "split_seed", low=0)
+        check_int(self.eval_k, "eval_k")
+        if not isinstance(self.data, (str, os.PathLike)):
+            raise ConfigError(f"data must be a source name or a path, got {self.data!r}; see `latentlab fit --help`.")
+        if not isinstance(self.params, Mapping):
+            raise ConfigError(f"params must be a mapping of estimator settings, got {self.params!r}.")
+        known = set(inspect.signature(cls).parameters)
+        unknown = sorted(set(self.params) - known)
+        if unknown:
+            raise ConfigError(
+                f"{self.model} has no setting(s) {unknown}; its settings are {sorted(known)}."
+            )
+        check_condition_options(self.model, self.labels, self.label_column)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
+        d = dict(d)
+        d["params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in (d.get("params") or {}).items()}
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Run:
+    """A fitted model with its data.
+
+    Attributes
+    ----------
+    model : the fitted estimator.
+    config : RunConfig, or None for a model saved without a run.json.
+    train, valid, test : Dataset or None, the splits the model was fitted and tested on.
+    metrics : dict of str -> float, measured on ``test``.
+    path : the run directory, or None.
+    """
+
+    model: LatentModel
+    config: RunConfig | None
+    train: Dataset | None = None
+    valid: Dataset | None = None
+    test: Dataset | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.info.get("label") or (self.config.model if self.config else type(self.model).__name__)
+
+
+# ---------------------------------------------------------------------------------------- conditions
+def check_condition_options(model: str, labels=None, label_column=None) -> None:
+    """A clear error for a condition given to a model that takes none, or given twice."""
+    for opt, v in (("labels", labels), ("label_column", label_column)):
+        if v is not None and not isinstance(v, (str, Path)):
+            raise ConfigError(f"{opt} must be a file path or a column name, got {v!r}.")
+    opts = [o for o, v in (("--labels", labels), ("--label-column", label_column)) if v is not None]
+    conditional = conditional_models()
+    if opts and model not in conditional:
+        raise ConfigError(
+            f"{' and '.join(opts)} give(s) the condition of a conditional model, and {model} takes none; "
+            f"fit {' or '.join(conditional)} to condition on labels, or drop {' and '.join(opts)}."
+        )
+    if len(opts) == 2:
+        raise ConfigError("--labels and --label-column both give the condition; pass one of them.")
+
+
+def condition_source(config: RunConfig | None, ds: Dataset | None = None) -> str:
+    """Where a run's condition comes from, in words (recorded in run.json)."""
+    if config is None:
+        return "unknown"
+    if config.label_column is not None:
+        return f"column {config.label_column!r} of {config.data}"
+    if config.labels is not None:
+        return f"labels file {config.labels}"
+    return f"the labels of {config.data}"
+
+
+def condition_of(model: LatentModel, ds: Dataset, what: str = "the data"):
+    """The condition rows of ``ds`` for ``model``: its target for a conditional model (a clear
+    error when it has none), else None."""
+    if not model.conditional:
+        return None
+    if ds.target is None:
+        raise DataError(
+            f"{type(model).__name__} needs a condition (a label per row) and {what} ({ds.name or 'this source'}) "
+            "has no labels; pass --labels FILE.npy|.csv (one label per row, or an (n, m) side-input matrix), "
+            "or --label-column NAME for a CSV/TSV source."
+        )
+    return ds.target
+
+
+def model_input(model: LatentModel, ds: Dataset):
+    """The array to hand to ``model``: images (n, H, W) / (n, C, H, W) for a convolutional
+    network, else the flat data (n, n_features)."""
+    if getattr(model, "architecture", "mlp") == "conv":
+        if ds.images is None:
+            raise DataError(
+                f"architecture='conv' needs images, but {ds.name} is a table of shape "
+                f"{tuple(ds.data.shape)}; use --architecture mlp."
+            )
+        return ds.images
+    return ds.data
+
+
+def build_estimator(config: RunConfig, ds: Dataset | None = None, checkpoint_dir=None) -> LatentModel:
+    """The estimator of ``config``: its params, ``scale="standard"`` for tables unless given,
+    and ``checkpoint_dir`` where the class takes one."""
+    cls = model_class(config.model)
+    params = dict(config.params)
+    if ds is not None and ds.kind == "tabular" and "scale" not in params and accepts(cls, "scale"):
+        params["scale"] = "standard"
+    if checkpoint_dir is not None and accepts(cls, "checkpoint_dir"):
+        params["checkpoint_dir"] = str(checkpoint_dir)
+    return cls(**params)
+
+
+# ---------------------------------------------------------------------------------------- run.json
+def save_run(run: Run, *, command: Sequence[str] | None = None) -> Path:
+    """Write the model and ``run.json`` into ``run.path``."""
+    if run.path is None:
+        raise ConfigError("this run has no directory; pass out=... to fit.")
+    run.model.save(run.path)
+    write_run_json(run, command, status="fitted")
+    return run.path
+
+
+def write_run_json(run: Run, command, status: str) -> None:
+    from .training.distributed import is_main_process
+
+    if not is_main_process():
+        return
+    info = {
+        "format": "latentlab-run",
+        "format_version": RUN_FORMAT,
+        "latentlab_version": __version__,
+        "status": status,
+        "config": run.config.to_dict() if run.config else None,
+        "data": _data_info(run),
+        "command": list(command) if command is not None else None,
+        "metrics": jsonable(run.metrics),
+        "label": run.info.get("label"),
+    }
+    old = run.path / RUN_FILE
+    if old.is_file():
+        try:
+            prev = json.loads(old.read_text("utf-8"))
+            info["evaluations"] = prev.get("evaluations", {})
+        except (OSError, json.JSONDecodeError):
+            pass
+    run.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(old, json.dumps(info, indent=2, allow_nan=True))
+
+
+def _data_info(run: Run) -> dict[str, Any]:
+    ref = run.train if run.train is not None else run.test
+    d: dict[str, Any] = {}
+    if ref is not None:
+        d = {
+            "kind": ref.kind,
+            "n_features": int(np.prod(ref.data.shape[1:])),
+            "image_shape": list(ref.image_shape) if ref.image_shape else None,
+            "feature_names": ref.feature_names,
+        }
+        if run.model.conditional:
+            d["condition"] = condition_source(run.config)
+    for s in ("train", "valid", "test"):
+        part = getattr(run, s)
+        d[f"n_{s}"] = None if part is None else len(part)
+    return d
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a directory; pass a run directory written by `latentlab fit --out`.")
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir} has no {RUN_FILE}; it is not a run directory written by `latentlab fit --out` "
+            "(a model saved with .save() needs --data)."
+        )
+    info = read_json(path)
+    if not isinstance(info, dict) or info.get("format") != "latentlab-run":
+        raise CheckpointError(f"{path} is not a latentlab run file.")
+    if info.get("format_version") != RUN_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by latentlab {info.get('latentlab_version')} in run format "
+            f"{info.get('format_version')}; this latentlab ({__version__}) reads format {RUN_FORMAT}. "
+            "Open it with the matching latentlab version, or refit with this one."
+        )
+    return info
+
+
+def run_config_from(info: dict[str, Any], run_dir: Path) -> RunConfig | None:
+    """The RunConfig recorded in run.json (None if none); a damaged one is a CheckpointError."""
+    if not info.get("config"):
+        return None
+    try:
+        return RunConfig.from_dict(info["config"])
+    except (ConfigError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{run_dir / RUN_FILE} holds settings latentlab cannot use ({exc}); the file is damaged "
+            "or from another version: fit again."
+        ) from None
+
+
+def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = True, labels: str | None = None,
+             label_column: str | None = None) -> Run:
+    """Reopen a run directory: the model, and (with ``load_data``) the data it was fitted on
+    split as it was, or the source ``data`` instead.
+
+    A directory with only a saved model (no run.json) opens too; it then needs ``data``.
+    For a conditional model the condition comes with the data: for the run's own data, from
+    where the run recorded it; for ``data``, from its own labels; ``labels`` (a file) or
+    ``label_column`` (of a CSV/TSV source) replace either.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a directory; pass a run directory written by `latentlab fit --out`.")
+    if not (run_dir / "config.json").is_file():
+        what = "training was interrupted before a model was saved: continue it with `latentlab fit --resume`" if (
+            run_dir / RUN_FILE).is_file() else "it is not a run directory written by `latentlab fit --out`"
+        raise CheckpointError(f"{run_dir} holds no saved model (config.json); {what}.")
+    model = load(run_dir)
+    info: dict[str, Any] = {}
+    config = None
+    if (run_dir / RUN_FILE).is_file():
+        info = read_run_json(run_dir)
+        config = run_config_from(info, run_dir)
+    run = Run(model, config, path=run_dir, metrics=info.get("metrics") or {}, info=info)
+    if not load_data:
+        return run
+    source = data if data is not None else (config.data if config else None)
+    if source is None:
+        raise DataError(f"{run_dir} has no {RUN_FILE} naming its data; pass --data SOURCE.")
+    own = data is None or data == (config.data if config else None)
+    check_condition_options(config.model if config else model_name(model), labels, label_column)
+    if own and labels is None and label_column is None and config is not None:
+        labels, label_column = config.labels, config.label_column
+    ds = load_dataset(source, labels=labels, label_column=label_column)
+    if data is not None and data != (config.data if config else None):
+        parts = split_data(ds, 0.0)
+    else:
+        parts = split_data(ds, config.test_fraction, config.split_seed)
+    run.train, run.valid, run.test = parts["train"], parts["valid"], parts["test"]
+    run.info["all"] = parts["all"]
+    return run
+
+
+def pick(run: Run, split: str) -> Dataset:
+    """One split of a reopened run; a clear error when the source has no such split."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}.")
+    ds = run.info.get("all") if split == "all" else getattr(run, split)
+    if ds is None:
+        have = [s for s in SPLITS if (run.info.get("all") if s == "all" else getattr(run, s)) is not None]
+        raise DataError(f"this data has no {split!r} split; use --split with one of {', '.join(have)}.")
+    return ds
+
+
+def default_split(run: Run, split: str | None, data: str | None) -> str:
+    """``split``, or when None: "test", except for another source without a test split: "all"."""
+    if split is not None:
+        return split
+    return "test" if run.test is not None or data is None else "all"
