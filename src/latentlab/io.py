@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "save_tensors", "load_tensors", "read_json",
-           "jsonable"]
+           "jsonable", "check_format"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -145,3 +145,21 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, Path):
         return str(v)
     return v
+
+
+def check_format(record: Any, path, *, name: str, version: int, what: str) -> dict:
+    """``record`` (a file's JSON header) if it is a latentlab file of format ``name`` ("latentlab-run",
+    ...) and ``version``; otherwise a CheckpointError that says what the file is not, or names both
+    library versions and the fix."""
+    from ._version import __version__
+
+    if not isinstance(record, dict) or record.get("format") != name:
+        raise CheckpointError(f"{path} is not {what}.")
+    if record.get("format_version") != version:
+        kind = name.removeprefix("latentlab-")
+        raise CheckpointError(
+            f"{path} was written by latentlab {record.get('latentlab_version')} in {kind} format "
+            f"{record.get('format_version')}; this latentlab ({__version__}) reads format {version}. "
+            "Use the matching latentlab version, or fit again with this one."
+        )
+    return record

@@ -31,7 +31,7 @@ from .datasets.core import Dataset
 from .datasets.labels import load_dataset
 from .datasets.splits import split_data
 from .errors import CheckpointError, ConfigError, DataError
-from .io import atomic_write_text, jsonable, read_json
+from .io import atomic_write_text, check_format, jsonable, read_json
 from .models.registry import discover, load, model_class, model_name
 from .validation import check_float, check_int
 
@@ -300,16 +300,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} has no {RUN_FILE}; it is not a run directory written by `latentlab fit --out` "
             "(a model saved with .save() needs --data)."
         )
-    info = read_json(path)
-    if not isinstance(info, dict) or info.get("format") != "latentlab-run":
-        raise CheckpointError(f"{path} is not a latentlab run file.")
-    if info.get("format_version") != RUN_FORMAT:
-        raise CheckpointError(
-            f"{path} was written by latentlab {info.get('latentlab_version')} in run format "
-            f"{info.get('format_version')}; this latentlab ({__version__}) reads format {RUN_FORMAT}. "
-            "Open it with the matching latentlab version, or refit with this one."
-        )
-    return info
+    return check_format(read_json(path), path, name="latentlab-run", version=RUN_FORMAT, what="a latentlab run file")
 
 
 def run_config_from(info: dict[str, Any], run_dir: Path) -> RunConfig | None:

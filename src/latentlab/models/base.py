@@ -23,10 +23,11 @@ from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
 from ..errors import CheckpointError, DataError, NotFittedError, UnknownParameterError
 from ..io import atomic_write_text, jsonable, save_tensors
-from .registry import MODEL_FORMAT
 
-__all__ = ["LatentModel", "SCALES", "CAPABILITIES"]
+__all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT"]
 
+#: The version of the saved-model format (config.json + model.safetensors) this latentlab writes and reads.
+MODEL_FORMAT = 1
 SCALES = (None, "standard", "minmax")
 
 #: What a fitted model can be measured by (``model.capabilities``); the evaluation asks, so a model

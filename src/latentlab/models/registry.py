@@ -12,17 +12,11 @@ import hashlib
 import importlib
 import pkgutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .._version import __version__
 from ..errors import CheckpointError, ConfigError
+from .base import MODEL_FORMAT, LatentModel
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .base import LatentModel
-
-__all__ = ["register", "MODELS", "discover", "model_class", "model_name", "load", "MODEL_FORMAT"]
-
-MODEL_FORMAT = 1
+__all__ = ["register", "MODELS", "discover", "model_class", "model_name", "load"]
 
 #: Command-line name -> estimator class, in the order of the family (PCA first).
 MODELS: dict[str, type] = {}
@@ -83,7 +77,7 @@ def _by_class_name() -> dict[str, type]:
     return {cls.__name__: cls for cls in discover().values()}
 
 
-def load(path: str | Path) -> "LatentModel":
+def load(path: str | Path) -> LatentModel:
     """Load an estimator saved with ``save(path)``; never unpickles.
 
     Raises :class:`CheckpointError` with the reason and the fix for a missing directory, a
@@ -98,22 +92,15 @@ def load(path: str | Path) -> "LatentModel":
     >>> load(d).transform(X).shape
     (50, 2)
     """
-    from ..io import load_tensors, read_json
+    from ..io import check_format, load_tensors, read_json
 
     path = Path(path)
     if path.is_file() and path.name in ("config.json", "model.safetensors"):
         path = path.parent
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a directory; pass the directory given to save().")
-    config = read_json(path / "config.json")
-    if not isinstance(config, dict) or config.get("format") != "latentlab-model":
-        raise CheckpointError(f"{path / 'config.json'} is not a latentlab model configuration.")
-    if config.get("format_version") != MODEL_FORMAT:
-        raise CheckpointError(
-            f"{path} was saved by latentlab {config.get('latentlab_version')} in model format "
-            f"{config.get('format_version')}; this latentlab ({__version__}) reads format "
-            f"{MODEL_FORMAT}. Load it with the matching latentlab version, or retrain."
-        )
+    config = check_format(read_json(path / "config.json"), path / "config.json", name="latentlab-model",
+                          version=MODEL_FORMAT, what="a latentlab model configuration")
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the model directory is incomplete.")

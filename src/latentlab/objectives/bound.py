@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..validation import check_float, check_int
+from ..validation import check_int
 from .base import Objective
-from .elbo import kl_weight
+from .elbo import check_weighting, kl_weight
 
 __all__ = ["iw_bound", "ImportanceWeightedBound"]
 
@@ -65,9 +65,7 @@ class ImportanceWeightedBound(Objective):
 
     def __post_init__(self):
         check_int(self.k, "k")
-        check_int(self.mc_samples, "mc_samples")
-        check_float(self.c, "c", low=0.0, low_inclusive=True)
-        check_float(self.warmup_epochs, "warmup_epochs", low=0.0, low_inclusive=True)
+        check_weighting(self.c, self.mc_samples, self.warmup_epochs)
 
     def __call__(self, module, batch, progress: float = 0.0):
         x = batch[0]

@@ -15,7 +15,7 @@ from ..validation import check_float, check_int
 from . import fused
 from .base import Objective
 
-__all__ = ["ReconstructionLoss", "ELBO", "elbo_terms", "kl_weight"]
+__all__ = ["ReconstructionLoss", "ELBO", "elbo_terms", "kl_weight", "check_weighting"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ class ReconstructionLoss(Objective):
         x = batch[0]
         rec = module.reconstruction_loss(x, module(x)).mean()
         return rec, {"loss": rec, "rec": rec}
+
+
+def check_weighting(c, mc_samples, warmup_epochs) -> None:
+    """The settings every objective with a weighted KL shares: c >= 0, mc_samples >= 1, warm-up >= 0."""
+    check_float(c, "c", low=0.0, low_inclusive=True)
+    check_int(mc_samples, "mc_samples")
+    check_float(warmup_epochs, "warmup_epochs", low=0.0, low_inclusive=True)
 
 
 def kl_weight(c: float, warmup_epochs: float, progress: float) -> float:
@@ -81,9 +88,7 @@ class ELBO(Objective):
     fast: bool = True
 
     def __post_init__(self):
-        check_float(self.c, "c", low=0.0, low_inclusive=True)
-        check_int(self.mc_samples, "mc_samples")
-        check_float(self.warmup_epochs, "warmup_epochs", low=0.0, low_inclusive=True)
+        check_weighting(self.c, self.mc_samples, self.warmup_epochs)
         check_float(self.free_bits, "free_bits", low=0.0, low_inclusive=True)
 
     def __call__(self, module, batch, progress: float = 0.0):

@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._version import __version__
 from ..errors import CheckpointError
-from ..io import load_tensors
+from ..io import check_format, load_tensors
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -67,14 +66,8 @@ def optimizer_from_files(opt: torch.optim.Optimizer, tensors, meta, flat=None) -
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, meta = load_tensors(path)
-    if not isinstance(meta, dict) or meta.get("format") != "latentlab-checkpoint":
-        raise CheckpointError(f"{path} is a safetensors file but not a latentlab training checkpoint.")
-    if meta.get("format_version") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} was written by latentlab {meta.get('latentlab_version')} in checkpoint format "
-            f"{meta.get('format_version')}; this latentlab ({__version__}) reads format "
-            f"{CHECKPOINT_FORMAT}. Use the matching latentlab version, or retrain."
-        )
+    check_format(meta, path, name="latentlab-checkpoint", version=CHECKPOINT_FORMAT,
+                 what="a latentlab training checkpoint (it is a safetensors file of something else)")
     return tensors, meta
 
 
