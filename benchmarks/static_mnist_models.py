@@ -79,7 +79,8 @@ def make_model(a):
     from latentlab import IWAE, VAE, HierarchicalVAE, VampPriorVAE
 
     common = dict(likelihood="bernoulli", batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule,
-                  patience=a.patience, warmup_epochs=a.warmup, seed=a.seed, verbose=False, epochs=1)
+                  patience=a.patience, warmup_epochs=a.warmup, seed=a.seed, verbose=False, epochs=1,
+                  activation=getattr(a, "activation", "relu"))
     if a.model == "iwae":
         return IWAE(latent_dim=50, k=a.k_train or 50, hidden=(200, 200), **common)
     if a.model == "vae":
@@ -93,7 +94,7 @@ def make_model(a):
 
 def describe(est) -> str:
     p = est.get_params()
-    net = "784-" + "-".join(map(str, p["hidden"]))
+    net = "784-" + "-".join(map(str, p["hidden"])) + (" gated" if p["activation"] == "gated" else "")
     name = type(est).__name__
     if name == "IWAE":
         return f"IWAE k={p['k']}, {net}-{p['latent_dim']}"
@@ -307,6 +308,7 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--warmup", type=float, default=10.0, help="KL warm-up epochs")
     t.add_argument("--patience", type=int, default=50)
+    t.add_argument("--activation", default="relu", help="hidden layers: relu, or gated (Tomczak & Welling's networks)")
     t.add_argument("--k-train", type=int, default=None, help="importance samples in the training bound (model default)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--subset", type=int, default=None, help="train on the first N images (quick runs)")

@@ -72,7 +72,7 @@ CFG = TrainConfig(epochs=4, batch_size=32, patience=None, progress=False, seed=3
 
 def test_resume_after_an_interrupted_epoch_equals_an_uninterrupted_run(tmp_path):
     full, data = _setup()
-    train(full, ELBO(), data, None, CFG)
+    train(full, ELBO(fast=False), data, None, CFG)  # the autograd path throughout, as StopAt's
 
     class StopAt:
         """Sends SIGINT to this process at the given step, as Ctrl-C would."""
@@ -84,7 +84,7 @@ def test_resume_after_an_interrupted_epoch_equals_an_uninterrupted_run(tmp_path)
             self.n += 1
             if self.n == self.step:
                 os.kill(os.getpid(), signal.SIGINT)
-            return ELBO()(module, batch, progress)
+            return ELBO(fast=False)(module, batch, progress)
 
     ckpt = tmp_path / CHECKPOINT_NAME
     part, data = _setup()
@@ -93,7 +93,7 @@ def test_resume_after_an_interrupted_epoch_equals_an_uninterrupted_run(tmp_path)
     _, meta = read_checkpoint(ckpt)
     assert (meta["epoch"], meta["step"]) == (2, 3)
     resumed, data = _setup(init_seed=99)  # other initial weights: everything must come from the checkpoint
-    result = train(resumed, ELBO(), data, None, CFG, checkpoint=ckpt, resume=True)
+    result = train(resumed, ELBO(fast=False), data, None, CFG, checkpoint=ckpt, resume=True)
     assert result.resumed_from == 2 and len(result.history) == 4
     _assert_same(resumed.state_dict(), full.state_dict())
 

@@ -30,7 +30,8 @@ class Autoencoder(NeuralModel):
     hidden : tuple of int
         Hidden layer sizes of the encoder; the decoder mirrors them. () is linear.
     activation : str
-        "relu", "elu", "gelu", "silu", "tanh", "leaky_relu" or "softplus".
+        "relu", "elu", "gelu", "silu", "tanh", "leaky_relu", "softplus", or "gated": gated hidden
+        layers h = (W x + b) * sigmoid(V x + c) (Dauphin et al.; Tomczak & Welling's networks).
     architecture : {"mlp", "conv"}
         "conv" needs images and uses ``channels`` (stride-2 convolutions) before ``hidden``.
     channels : tuple of int

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn.modules import HierarchicalVAEModule
-from ..nn.networks import MLP, ConvDecoder, ConvEncoder, activation
+from ..nn.networks import GATED, MLP, ConvDecoder, ConvEncoder, activation
 from ..objectives import ImportanceWeightedBound
 from ..validation import check_choice, check_hidden, check_int
 from .iwae import BoundScoreMixin
@@ -147,14 +147,16 @@ class HierarchicalVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
         hidden = tuple(check_hidden(self.hidden, "hidden"))
         H, act = hidden[-1], self.activation
         shape = self._module_shape()
+        gated = act == GATED  # the shared body ends in a hidden layer: for gated, a gated one
         if self.architecture == "mlp":
-            body = MLP(shape[0], hidden[:-1], H, act)
+            body = MLP(shape[0], hidden[:-1], H, act, final_act=gated)
             decoder = MLP(d1 + d2, hidden[::-1], shape[0], act)
         else:
             channels = check_hidden(self.channels, "channels")
-            body = ConvEncoder(shape, channels, hidden[:-1], H, act)
+            body = ConvEncoder(shape, channels, hidden[:-1], H, act, final_act=gated)
             decoder = ConvDecoder(d1 + d2, shape, channels, hidden[::-1], act)
-        body = nn.Sequential(body, activation(act))
+        if not gated:
+            body = nn.Sequential(body, activation(act))
         module = HierarchicalVAEModule(
             body,
             nn.Linear(H, 2 * d2),
