@@ -80,7 +80,7 @@ def make_model(a):
 
     common = dict(likelihood="bernoulli", batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule,
                   patience=a.patience, warmup_epochs=a.warmup, seed=a.seed, verbose=False, epochs=1,
-                  activation=getattr(a, "activation", "relu"))
+                  activation=getattr(a, "activation", "relu"), ema=getattr(a, "ema", None))
     if a.model == "iwae":
         return IWAE(latent_dim=50, k=a.k_train or 50, hidden=(200, 200), **common)
     if a.model == "vae":
@@ -167,7 +167,8 @@ def render(runs) -> str:
     for r in runs:
         s = r["settings"]
         train = (f"lr {s['lr']:g} {s['lr_schedule']}, batch {s['batch_size']}, warm-up {s['warmup']:g}, "
-                 f"patience {s['patience']}" + (f", first {s['subset']} train images" if s.get("subset") else ""))
+                 f"patience {s['patience']}" + (f", EMA {s['ema']:g}" if s.get("ema") else "")
+                 + (f", first {s['subset']} train images" if s.get("subset") else ""))
         test = (f"**{r['test_nll']:.2f}** ± {r['test_nll_se']:.2f} (K={r['k']}, {r['test_images']})"
                 if "test_nll" in r else "")
         if test and r.get("eval_best_epoch") is not None:
@@ -308,6 +309,7 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--warmup", type=float, default=10.0, help="KL warm-up epochs")
     t.add_argument("--patience", type=int, default=50)
+    t.add_argument("--ema", type=float, default=None, help="decay of the moving average of the weights (default: off)")
     t.add_argument("--activation", default="relu", help="hidden layers: relu, or gated (Tomczak & Welling's networks)")
     t.add_argument("--k-train", type=int, default=None, help="importance samples in the training bound (model default)")
     t.add_argument("--seed", type=int, default=0)
