@@ -10,6 +10,7 @@ come from the one model registry (:mod:`latentlab.models.registry`).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from ._version import __version__  # noqa: F401 (public)
 
@@ -38,7 +39,11 @@ def _model_classes() -> dict[str, type]:
 def __getattr__(name: str):
     if name == "__all__":
         return [*_model_classes(), *_LAZY, "__version__"]
-    if name in _LAZY:
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # A submodule (``from latentlab import cli``): imported as it is, without the registry,
+        # which `from package import name` would otherwise import (it asks this function first).
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _LAZY:
         module = importlib.import_module(_LAZY[name])
         value = module if module.__name__.endswith("." + name) else getattr(module, name)
     else:

@@ -18,8 +18,6 @@ __all__ = [
     "DistributedError",
 ]
 
-from sklearn.exceptions import NotFittedError as _SkNotFitted
-
 
 class LatentlabError(Exception):
     """Base class of every error latentlab raises on purpose."""
@@ -49,9 +47,26 @@ class DivergenceError(LatentlabError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-class NotFittedError(LatentlabError, _SkNotFitted):
-    """The estimator is used before ``fit``."""
-
-
 class DistributedError(LatentlabError, RuntimeError):
     """A process of a torchrun job lost contact with the others (one died or stalled)."""
+
+
+def _not_fitted_error() -> type:
+    """``NotFittedError``: a LatentlabError that is also scikit-learn's NotFittedError (so that
+    ``except sklearn.exceptions.NotFittedError`` and scikit-learn's own checks catch it)."""
+    from sklearn.exceptions import NotFittedError as SkNotFitted
+
+    class NotFittedError(LatentlabError, SkNotFitted):
+        """The estimator is used before ``fit``."""
+
+    NotFittedError.__module__ = __name__
+    return NotFittedError
+
+
+def __getattr__(name: str):
+    # NotFittedError subclasses scikit-learn's, and importing scikit-learn takes seconds: it is
+    # made on first use (PEP 562), so that `latentlab --version` and `--help`, which import this
+    # module, do not import scikit-learn. Made once, then an ordinary module attribute.
+    if name == "NotFittedError":
+        return globals().setdefault("NotFittedError", _not_fitted_error())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

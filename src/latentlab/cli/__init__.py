@@ -72,6 +72,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _single_process() -> bool:
+    """True without torchrun (``WORLD_SIZE`` unset or 1), decided without importing torch; under
+    torchrun, whether this process is rank 0."""
+    if os.environ.get("WORLD_SIZE", "1").strip() in ("", "1"):
+        return True
+    from ..training.distributed import is_main_process
+
+    return is_main_process()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``latentlab`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 
@@ -79,9 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results and writes files; the other ranks print only errors of their own (a lost peer, an
     internal error), tagged with the rank.
     """
-    from ..training.distributed import is_main_process
-
-    if is_main_process():
+    if _single_process():
         return _main(argv)
     rank = os.environ.get("RANK", "?")
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
@@ -92,7 +100,7 @@ def _main(argv: Sequence[str] | None = None, tag: str = "") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         try:
             args, extra = parser.parse_known_args(argv)
         except SystemExit as exc:  # --help and --version

@@ -6,8 +6,6 @@ import json
 import sys
 from typing import Any, Callable
 
-import numpy as np
-
 from .options import UsageError, given_params
 
 __all__ = ["cmd_fit", "cmd_evaluate", "cmd_encode", "cmd_reconstruct", "cmd_sample", "cmd_interpolate", "cmd_compare", "cmd_report", "cmd_demo"]
@@ -176,6 +174,8 @@ def cmd_sample(args, argv) -> int:
     obj: dict[str, Any] = {"out": args.out, "shape": list(S.shape)}
     text = f"wrote {S.shape[0]} samples to {args.out}"
     if y is not None and y.ndim == 1:
+        import numpy as np
+
         values, counts = np.unique(y, return_counts=True)
         obj["labels"] = {str(v): int(c) for v, c in zip(values.tolist(), counts)}
         text += " (" + ", ".join(f"{c} of y = {v}" for v, c in obj["labels"].items()) + ")"

@@ -8,7 +8,7 @@ import inspect
 from . import commands
 from .options import Parser, add_model_options
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "COMMAND_HELP"]
 
 
 _EPILOG_MAIN = """examples:
@@ -77,8 +77,34 @@ def _split_options(p) -> None:
                    help="importance samples for the test log-likelihood recorded at the end (default: %(default)s)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``latentlab`` command (subcommands and their options)."""
+#: The commands' one-line help, as `latentlab --help` lists them. The listing is built from this
+#: table alone; a command's own options only when it is the one run (see :func:`build_parser`).
+COMMAND_HELP = {
+    "fit": "fit a model and save the run",
+    "evaluate": "measure a saved run",
+    "encode": "write the codes of the data",
+    "reconstruct": "write reconstructions of the data",
+    "sample": "decode random latent points",
+    "interpolate": "decode the line between two examples' codes",
+    "compare": "PCA, linear AE, deep AE and VAE side by side",
+    "report": "write the HTML report of a run or a comparison",
+    "demo": "the main job: four models on the digits, compared",
+}
+
+
+def _command_of(argv) -> str | None:
+    """The command named by ``argv`` (its first word that is not an option), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The argument parser of the ``latentlab`` command (subcommands and their options).
+
+    With ``argv``, only the command it names gets its options (the others are listed with their
+    help line): building a command's options imports what it needs (the model registry, and with
+    it torch, for ``fit`` and ``compare``), so ``latentlab --version`` and ``--help`` start in a
+    fraction of a second. Without ``argv``, every command is built.
+    """
     from .._version import __version__
 
     common = _common()
@@ -92,8 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latentlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for add in (_add_fit, _add_evaluate, _add_use_commands, _add_compare, _add_report_and_demo):
-        add(sub, common)
+    wanted = None if argv is None else _command_of(argv)
+    for add, names in _BUILDERS:
+        if argv is None or wanted in names:
+            add(sub, common)
+        else:
+            for name in names:  # listed in the help, options not built
+                sub.add_parser(name, help=COMMAND_HELP[name], add_help=False)
     return parser
 
 
@@ -103,7 +134,7 @@ def _add_fit(sub, common) -> None:
     from ..runs import conditional_models
 
     fmt = argparse.RawDescriptionHelpFormatter
-    fit = sub.add_parser("fit", parents=[common], help="fit a model and save the run", formatter_class=fmt,
+    fit = sub.add_parser("fit", parents=[common], help=COMMAND_HELP["fit"], formatter_class=fmt,
                          description="Fit a model on a data source and save the run directory (model, checkpoint, run.json).",
                          epilog="examples:\n  latentlab fit vae --data digits --latent-dim 2 --out runs/vae\n"
                          "  latentlab fit ae --data table.csv --latent-dim 3 --hidden 64,32 --out runs/ae\n"
@@ -131,14 +162,13 @@ def _add_fit(sub, common) -> None:
     fit.set_defaults(handler=commands.cmd_fit)
 
 
-
 def _add_evaluate(sub, common) -> None:
     from .. import api
     from ..runs import SPLITS
 
     fmt = argparse.RawDescriptionHelpFormatter
     k_default = inspect.signature(api.evaluate).parameters["k"].default
-    ev = sub.add_parser("evaluate", parents=[common], help="measure a saved run", formatter_class=fmt,
+    ev = sub.add_parser("evaluate", parents=[common], help=COMMAND_HELP["evaluate"], formatter_class=fmt,
                         description="Measure a run: reconstruction error, ELBO, importance-sampled log-likelihood, "
                         "bits per dimension, active units (latentlab.evaluation).",
                         epilog="examples:\n  latentlab evaluate runs/vae\n  latentlab evaluate runs/vae --split train --k 5000 --json")
@@ -151,14 +181,13 @@ def _add_evaluate(sub, common) -> None:
     ev.set_defaults(handler=commands.cmd_evaluate)
 
 
-
 def _add_use_commands(sub, common) -> None:
     """encode, reconstruct, sample, interpolate: a run directory and the data to use it on."""
     from ..runs import SPLITS
 
     fmt = argparse.RawDescriptionHelpFormatter
-    def use_cmd(name, help_, desc, example, handler, *, data=True, split_default="all"):
-        p = sub.add_parser(name, parents=[common], help=help_, description=desc, formatter_class=fmt, epilog=f"example:\n  {example}")
+    def use_cmd(name, desc, example, handler, *, data=True, split_default="all"):
+        p = sub.add_parser(name, parents=[common], help=COMMAND_HELP[name], description=desc, formatter_class=fmt, epilog=f"example:\n  {example}")
         p.add_argument("run_dir", metavar="RUN_DIR")
         if data:
             _data_option(p, "the run's own data")
@@ -169,17 +198,17 @@ def _add_use_commands(sub, common) -> None:
         p.set_defaults(handler=handler)
         return p
 
-    p = use_cmd("encode", "write the codes of the data", "Encode every row of the data (posterior means for a VAE); "
+    p = use_cmd("encode", "Encode every row of the data (posterior means for a VAE); "
                 "a CSV gets one row per input row. A hierarchical VAE (hvae) writes its codes [z1 | z2], "
                 "latent_dim + latent_dim2 columns, as its transform gives them; a conditional VAE encodes each row "
                 "with its own condition.", "latentlab encode runs/vae --data digits --out codes.csv", commands.cmd_encode)
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy or FILE.csv")
-    p = use_cmd("reconstruct", "write reconstructions of the data", "Reconstruct the data through the model: .npy/.csv "
+    p = use_cmd("reconstruct", "Reconstruct the data through the model: .npy/.csv "
                 "hold every row (in the data's own units); .png shows the first -n originals above their reconstructions.",
                 "latentlab reconstruct runs/vae --data digits --out rec.png", commands.cmd_reconstruct)
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy, FILE.csv or FILE.png")
     p.add_argument("-n", type=int, default=32, help="examples in a PNG (default: %(default)s)")
-    p = use_cmd("sample", "decode random latent points", "Generate by decoding random latent points: z ~ N(0, I) for a "
+    p = use_cmd("sample", "Generate by decoding random latent points: z ~ N(0, I) for a "
                 "VAE (its prior; the VampPrior's mixture; the hierarchical VAE's p(z2) p(z1|z2)); for PCA, probabilistic "
                 "PCA's latent Gaussian; an autoencoder has no prior, so z ~ N(0, I) shows how it fails. A conditional VAE "
                 "decodes under --label.", "latentlab sample runs/vae -n 64 --out samples.png --seed 1", commands.cmd_sample, data=False)
@@ -190,7 +219,7 @@ def _add_use_commands(sub, common) -> None:
                    help="conditional models: the class(es) to sample, shared equally, e.g. --label 3 or --label 3,5 "
                    "(default: an equal share of every class; a .png shows one row per class); for side inputs, the m "
                    "values of one, v1,...,vm")
-    p = use_cmd("interpolate", "decode the line between two examples' codes", "Decode the straight line between the "
+    p = use_cmd("interpolate", "Decode the straight line between the "
                 "codes of rows I and J of the data.", "latentlab interpolate runs/vae --data digits --from 0 --to 7 --steps 10 --out line.png",
                 commands.cmd_interpolate)
     p.add_argument("--from", dest="start", type=int, required=True, metavar="I", help="row of the first example")
@@ -202,13 +231,12 @@ def _add_use_commands(sub, common) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.png, FILE.npy or FILE.csv")
 
 
-
 def _add_compare(sub, common) -> None:
     from .. import api
     from ..models import MODELS
 
     fmt = argparse.RawDescriptionHelpFormatter
-    cp = sub.add_parser("compare", parents=[common], help="PCA, linear AE, deep AE and VAE side by side", formatter_class=fmt,
+    cp = sub.add_parser("compare", parents=[common], help=COMMAND_HELP["compare"], formatter_class=fmt,
                         description="Fit PCA, a linear autoencoder (hidden=()), a deep autoencoder and a VAE on the same data, "
                         "split and latent size; measure them; write their runs and one report (DIR/index.html).",
                         epilog="example:\n  latentlab compare --data digits --latent-dim 2 --epochs 50 --out runs/cmp")
@@ -224,18 +252,17 @@ def _add_compare(sub, common) -> None:
     cp.set_defaults(handler=commands.cmd_compare)
 
 
-
 def _add_report_and_demo(sub, common) -> None:
     from .. import api
 
     fmt = argparse.RawDescriptionHelpFormatter
-    rp = sub.add_parser("report", parents=[common], help="write the HTML report of a run or a comparison", formatter_class=fmt,
+    rp = sub.add_parser("report", parents=[common], help=COMMAND_HELP["report"], formatter_class=fmt,
                         description="Write index.html (self-contained: figures embedded) for a run directory, or for a folder "
                         "of runs side by side, and print its path.", epilog="example:\n  latentlab report runs/vae")
     rp.add_argument("path", metavar="RUN_DIR_OR_DIR")
     rp.set_defaults(handler=commands.cmd_report)
 
-    dm = sub.add_parser("demo", parents=[common], help="the main job: four models on the digits, compared", formatter_class=fmt,
+    dm = sub.add_parser("demo", parents=[common], help=COMMAND_HELP["demo"], formatter_class=fmt,
                         description="Fit PCA, a linear AE, a deep AE and a VAE on the embedded digits, print a comparison "
                         "table and write the report. Takes about a minute on two CPU cores.",
                         epilog="example:\n  latentlab demo --out demo && xdg-open demo/index.html")
@@ -246,4 +273,11 @@ def _add_report_and_demo(sub, common) -> None:
     dm.set_defaults(handler=commands.cmd_demo)
 
 
-# ---------------------------------------------------------------------------------------- main
+#: Each builder and the commands it adds (in the order of `latentlab --help`).
+_BUILDERS = [
+    (_add_fit, ("fit",)),
+    (_add_evaluate, ("evaluate",)),
+    (_add_use_commands, ("encode", "reconstruct", "sample", "interpolate")),
+    (_add_compare, ("compare",)),
+    (_add_report_and_demo, ("report", "demo")),
+]
