@@ -183,7 +183,7 @@ def test_table_in_original_units(table, tmp_path):
     assert run["config"]["data"] == str(p.resolve())  # recorded absolute: the run reopens from anywhere
     assert cli.main(["encode", str(tmp_path / "t"), "--data", str(p), "--out", str(tmp_path / "z.csv")]) == 0
     assert len((tmp_path / "z.csv").read_text().splitlines()) == 1 + len(X)
-    assert cli.main(["reconstruct", str(tmp_path / "t"), "--data", str(p), "--out", str(tmp_path / "r.csv")]) == 0
+    assert cli.main(["reconstruct", str(tmp_path / "t"), "--data", str(p), "--split", "all", "--out", str(tmp_path / "r.csv")]) == 0
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].split(",") == names
     R = np.loadtxt(tmp_path / "r.csv", delimiter=",", skiprows=1)

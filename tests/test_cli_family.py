@@ -130,8 +130,10 @@ def test_cvae_use_commands_take_each_rows_condition(cvae_digits, capsys, tmp_pat
     model, digits = load(d), load_digits()
     run(capsys, "encode", d, "--out", tmp_path / "z.npy")
     np.testing.assert_allclose(np.load(tmp_path / "z.npy"), model.transform(digits.data, digits.target), atol=1e-5)
-    run(capsys, "reconstruct", d, "--out", tmp_path / "r.npy")
+    run(capsys, "reconstruct", d, "--split", "all", "--out", tmp_path / "r.npy")
     R = np.load(tmp_path / "r.npy")
+    out = run_json(capsys, "reconstruct", d, "--out", tmp_path / "r_test.npy")  # default: the test split
+    assert out["split"] == "test" and len(np.load(tmp_path / "r_test.npy")) == 180 < len(R)
     # Interpolation moves z and the condition together, so its ends are the rows' reconstructions.
     run(capsys, "interpolate", d, "--from", "0", "--to", "5", "--steps", "3", "--out", tmp_path / "i.npy")
     P = np.load(tmp_path / "i.npy")

@@ -23,11 +23,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import datasets
 from .datasets import Dataset
 from .datasets.labels import load_dataset
 from .datasets.sources import absolute_spec
-from .datasets.splits import split_data
+from .datasets.splits import describe_split, split_data
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_write_text, jsonable, read_json
 from .models.base import LatentModel
@@ -108,7 +107,7 @@ def fit(
     if out is not None:  # a path is recorded absolute, so that the run reopens from anywhere
         config = dataclasses.replace(config, data=absolute_spec(config.data))
         if config.labels is not None:
-            config = dataclasses.replace(config, labels=str(Path(config.labels).resolve()))
+            config = dataclasses.replace(config, labels=absolute_spec(config.labels))
     est = build_estimator(config, ds, checkpoint_dir=out)
     X = model_input(est, parts["train"])
     kw: dict[str, Any] = {}
@@ -121,7 +120,8 @@ def fit(
         if not accepts(est.fit, "resume"):
             raise ConfigError(f"{config.model} is fitted in closed form and has nothing to resume; run fit again.")
         kw["resume"] = True
-    run = Run(est, config, parts["train"], parts["valid"], parts["test"], path=out)
+    run = Run(est, config, parts["train"], parts["valid"], parts["test"], path=out,
+              info={"split": describe_split(ds, config.test_fraction, config.split_seed)})
     if out is not None:
         # Written before training, so that `fit --resume` finds the settings after a Ctrl-C.
         write_run_json(run, command, status="training")
@@ -197,10 +197,12 @@ def encode(run: "Run | str | Path", data: str | None = None, *, split: str = "al
     return run.model.transform(model_input(run.model, ds), condition_of(run.model, ds))
 
 
-def reconstruct(run: "Run | str | Path", data: str | None = None, *, split: str = "all") -> tuple[np.ndarray, np.ndarray]:
+def reconstruct(run: "Run | str | Path", data: str | None = None, *, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(originals, reconstructions), each (n, n_features), in the data's own units (for a
-    conditional VAE, each row through its own condition)."""
+    conditional VAE, each row through its own condition). ``split`` None: the test split (rows the
+    model did not train on), or all rows of another source without a test split."""
     run = _run(run, data)
+    split = default_split(run, split, data)
     ds = pick(run, split)
     R = run.model.reconstruct(model_input(run.model, ds), condition_of(run.model, ds))
     return np.asarray(ds.data), np.asarray(R).reshape(len(ds), -1)
@@ -293,6 +295,8 @@ def compare(
     eval_k: int = 100,
     regularity: bool = True,
     per_model: Mapping[str, Mapping[str, Any]] | None = None,
+    labels: str | None = None,
+    label_column: str | None = None,
     command: Sequence[str] | None = None,
     write_report: bool = True,
 ) -> Comparison:
@@ -307,6 +311,11 @@ def compare(
         apply to the linear AE.
     regularity : also measure the regularity of each latent space (latentlab.evaluation.regularity).
     per_model : settings for one model only, by its label ("PCA", "linear AE", "deep AE", "VAE").
+    labels, label_column : the labels of the data (default: the source's own), as for
+        :class:`RunConfig`: a file of one label per row (any source syntax ``--data`` takes), or a
+        column of a CSV/TSV source (taken out of the features). The feature space's classifier is
+        trained on them (without labels it is the data's principal components), and the report's
+        latent scatter is coloured by them.
 
     Returns
     -------
@@ -314,7 +323,7 @@ def compare(
     """
     params = dict(params or {})
     out = Path(out) if out is not None else None
-    ds = datasets.load(data)
+    ds = load_dataset(data, labels=labels, label_column=label_column)
     runs = []
     for label, (model, extra) in COMPARE_SET.items():
         cls = model_class(model)
@@ -322,7 +331,7 @@ def compare(
         p.update(extra)
         p.update((per_model or {}).get(label, {}))
         p["latent_dim"] = latent_dim
-        cfg = RunConfig(model, data, p, test_fraction, split_seed, eval_k)
+        cfg = RunConfig(model, data, p, test_fraction, split_seed, eval_k, labels=labels, label_column=label_column)
         run_out = out / _slug(label) if out is not None else None
         run = fit(cfg, run_out, command=command, dataset=ds)
         run.info["label"] = label

@@ -28,7 +28,8 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["ShardedArray", "open_npy", "Releaser", "RowReader", "maps_of", "resident_file_bytes", "resident_budget"]
+__all__ = ["ShardedArray", "RowSubset", "on_disk", "open_npy", "Releaser", "RowReader", "maps_of", "resident_file_bytes",
+           "resident_budget"]
 
 BUDGET_ENV = "LATENTLAB_MMAP_RESIDENT_MB"
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -64,6 +65,8 @@ def maps_of(a: Any) -> list[mmap.mmap]:
 
     Private copy-on-write maps (mode "c") are left out: dropping their pages would lose writes.
     """
+    if isinstance(a, RowSubset):
+        return maps_of(a.base)
     if hasattr(a, "shards"):
         return [m for s in a.shards for m in maps_of(s)]
     m = getattr(a, "_mmap", None)
@@ -113,9 +116,11 @@ class RowReader:
 
     _MAX_OPEN = 128
 
-    def __init__(self, parts, shape, dtype):
+    def __init__(self, parts, shape, dtype, index=None):
         # parts: (first row, number of rows, file name, file position of the first row)
+        # index: for a RowSubset, the rows of the file that its rows 0, 1, ... are
         self.parts = parts
+        self.index = None if index is None else np.asarray(index, dtype=np.int64)
         self.starts = np.array([p[0] for p in parts] + [shape[0]], dtype=np.int64)
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.row_bytes = int(self.dtype.itemsize * int(np.prod(self.shape[1:])))
@@ -126,6 +131,9 @@ class RowReader:
     def of(cls, a) -> "RowReader | None":
         if not hasattr(os, "preadv"):
             return None
+        if isinstance(a, RowSubset):
+            inner = cls.of(a.base)
+            return None if inner is None else cls(inner.parts, inner.shape, inner.dtype, index=a.rows)
         shards = getattr(a, "shards", None)
         parts, row0 = [], 0
         for s in shards if shards is not None else [a]:
@@ -146,10 +154,20 @@ class RowReader:
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` (sorted ascending), as a new array of shape (len(rows), *shape[1:])."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.index is not None:
+            rows = self.index[rows]  # rows of the file
+            if len(rows) > 1 and np.any(np.diff(rows) < 0):  # a subset in another order than the file's
+                order = np.argsort(rows, kind="stable")
+                out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+                out[order] = self._read_file_rows(rows[order])
+                return out
+        return self._read_file_rows(rows)
+
+    def _read_file_rows(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         if not len(rows):
             return out
-        rows = np.asarray(rows, dtype=np.int64)
         if rows[0] < 0 or rows[-1] >= self.shape[0]:
             raise IndexError(f"row index out of range for {self.shape[0]} rows")
         part = np.searchsorted(self.starts, rows, side="right") - 1
@@ -242,6 +260,99 @@ class ShardedArray:
         if n != self.shape[0]:
             raise ValueError(f"cannot change the number of rows of a ShardedArray ({self.shape[0]} -> {n})")
         return ShardedArray([s.reshape(s.shape[0], *shape) for s in self.shards])
+
+
+class RowSubset:
+    """Some rows of an array on disk (np.memmap, ShardedArray), by index, read only when used.
+
+    A random split of a memory-mapped file is an index into the map, never a copy: a training or
+    test split of data larger than memory stays on disk. Its rows are read by positioned reads
+    (:class:`RowReader`, nothing mapped) where the file allows it, else through the map, whose
+    pages are then released (:class:`Releaser`). It behaves as an array of its rows, in the order
+    of ``rows``: ``len``, ``shape``, ``dtype``, ``take``, indexing (a copy), ``np.asarray`` (all of
+    them, in memory), ``reshape`` (no data read).
+
+    Parameters
+    ----------
+    base : np.memmap, ShardedArray or RowSubset (whose rows are then composed)
+    rows : 1-D integer array, the rows of ``base``
+
+    Example
+    -------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, np.arange(20, dtype=np.float32).reshape(10, 2))
+    >>> part = RowSubset(open_npy(path), [1, 4, 7])
+    >>> part.shape, part[1:].tolist()
+    ((3, 2), [[8.0, 9.0], [14.0, 15.0]])
+    """
+
+    def __init__(self, base, rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        if isinstance(base, RowSubset):
+            base, rows = base.base, base.rows[rows]
+        if rows.ndim != 1:
+            raise ValueError(f"rows must be 1-D, got shape {rows.shape}")
+        if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= base.shape[0]):
+            raise IndexError(f"row index out of range for {base.shape[0]} rows")
+        self.base, self.rows = base, rows
+        self.shape = (len(rows), *base.shape[1:])
+        self.dtype = base.dtype
+        self.ndim = len(self.shape)
+        self._reader: RowReader | None | bool = False  # False: not looked for yet
+        self._release: Releaser | None = None
+
+    def __len__(self):
+        return self.shape[0]
+
+    def take(self, idx) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64)
+        if self._reader is False:
+            self._reader = RowReader.of(self)
+        if self._reader is not None:
+            return self._reader.read(idx) if _ascending(idx) else _in_order(self._reader.read, idx)
+        if self._release is None:  # through the map: its pages are released as reading goes
+            self._release = Releaser([self.base])
+        rows = self.rows[idx]
+        read = self.base.take if isinstance(self.base, ShardedArray) else lambda r: np.take(self.base, r, axis=0)
+        out = read(rows) if _ascending(rows) else _in_order(read, rows)
+        self._release()
+        return out
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self.take(np.arange(*key.indices(self.shape[0])))
+        if isinstance(key, (int, np.integer)):
+            return self.take(np.array([key]))[0]
+        return self.take(np.asarray(key))
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.take(np.arange(self.shape[0]))
+        return a.astype(dtype) if dtype is not None else a
+
+    def reshape(self, n: int, *shape: int) -> "RowSubset":
+        """The same rows with examples of another shape (no data is read)."""
+        if n != self.shape[0]:
+            raise ValueError(f"cannot change the number of rows of a RowSubset ({self.shape[0]} -> {n})")
+        return RowSubset(self.base.reshape(self.base.shape[0], *shape), self.rows)
+
+
+def _ascending(idx: np.ndarray) -> bool:
+    return len(idx) < 2 or bool(np.all(np.diff(idx) >= 0))
+
+
+def _in_order(read, idx: np.ndarray) -> np.ndarray:
+    """read(sorted idx), returned in the order of ``idx``."""
+    order = np.argsort(idx, kind="stable")
+    b = read(idx[order])
+    out = np.empty_like(b)
+    out[order] = b
+    return out
+
+
+def on_disk(a) -> bool:
+    """Whether ``a`` is data on disk, read batch by batch: a np.memmap, ShardedArray or RowSubset."""
+    return isinstance(a, (np.memmap, ShardedArray, RowSubset))
 
 
 def _natural_key(p: Path):

@@ -241,13 +241,17 @@ def run_figures(run) -> dict[str, Figure | None]:
     ds = run.test if run.test is not None else run.train
     X = y = shape = None
     if ds is not None:
-        # Up to 2000 rows drawn at random (a fixed seed), in file order: files sorted by class
-        # (as binarized MNIST's test set is) still show every kind of example. A copy: memory
-        # maps are read-only.
+        # Up to 2000 rows drawn at random (a fixed seed), read in file order and then shuffled
+        # (the same seed): the figures show the first few, so a file sorted by class (as
+        # binarized MNIST's test set is) still shows every kind of example. A copy: memory maps
+        # are read-only.
         n = len(ds)
-        idx = np.sort(np.random.default_rng(0).choice(n, size=min(n, 2000), replace=False))
+        rng = np.random.default_rng(0)
+        idx = np.sort(rng.choice(n, size=min(n, 2000), replace=False))
         src = model_input(run.model, ds)
         X = np.array(src.take(idx) if hasattr(src, "take") and not isinstance(src, np.ndarray) else src[idx])
+        order = rng.permutation(len(idx))
+        X, idx = X[order], idx[order]
         y = None if ds.target is None else np.asarray(ds.target)[idx]
         shape = ds.image_shape
     elif run.info.get("data", {}).get("image_shape"):

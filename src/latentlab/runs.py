@@ -29,7 +29,7 @@ import numpy as np
 from ._version import __version__
 from .datasets.core import Dataset
 from .datasets.labels import load_dataset
-from .datasets.splits import split_data
+from .datasets.splits import describe_split, split_data
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_write_text, check_format, jsonable, read_json
 from .models.registry import discover, load, model_class, model_name
@@ -54,6 +54,7 @@ __all__ = [
     "condition_of",
     "condition_source",
     "check_condition_options",
+    "check_label_options",
     "conditional_models",
     "accepts",
 ]
@@ -90,17 +91,20 @@ class RunConfig:
         "standard".
     test_fraction : float
         Share of the data held out as the test split when the source has no test split of its
-        own. In-memory data is split at random (``split_seed``); memory-mapped data takes its last
-        rows, so that training data stays on disk.
+        own: rows drawn at random (``split_seed``), for data on disk too (the splits are then index
+        arrays into the file, read as they are used).
     split_seed : int
     eval_k : int
         Importance samples for the test log-likelihood recorded at the end of :func:`fit`.
     labels : str or None
-        A conditional model's condition: a file (``.npy``, ``.csv``, ``.tsv``) of one label per
-        row of the data, or of an (n, m) side-input matrix. None: the source's own labels.
+        The labels of the data, as a source of one label per row (``FILE.npy``, ``FILE.npz[:KEY]``,
+        ``FILE.csv``/``.tsv``, an IDX file...; see :func:`latentlab.datasets.read_labels`), or of
+        an (n, m) side-input matrix. None: the source's own labels. For a conditional model they
+        are its condition; for the others (``compare``), what the feature space's classifier is
+        trained on and the latent scatter is coloured by.
     label_column : str or None
-        For a ``.csv``/``.tsv`` source, the column that holds the condition (it is removed from
-        the features).
+        For a ``.csv``/``.tsv`` source, the column that holds the labels (it is removed from the
+        features).
     """
 
     model: str
@@ -127,7 +131,7 @@ class RunConfig:
             raise ConfigError(
                 f"{self.model} has no setting(s) {unknown}; its settings are {sorted(known)}."
             )
-        check_condition_options(self.model, self.labels, self.label_column)
+        check_label_options(self.labels, self.label_column)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -170,6 +174,15 @@ class Run:
 
 
 # ---------------------------------------------------------------------------------------- conditions
+def check_label_options(labels=None, label_column=None) -> None:
+    """A clear error for labels given as something else than a path or a column name, or twice."""
+    for opt, v in (("labels", labels), ("label_column", label_column)):
+        if v is not None and not isinstance(v, (str, Path)):
+            raise ConfigError(f"{opt} must be a file path or a column name, got {v!r}.")
+    if labels is not None and label_column is not None:
+        raise ConfigError("--labels and --label-column both give the labels; pass one of them.")
+
+
 def check_condition_options(model: str, labels=None, label_column=None) -> None:
     """A clear error for a condition given to a model that takes none, or given twice."""
     for opt, v in (("labels", labels), ("label_column", label_column)):
@@ -288,6 +301,8 @@ def _data_info(run: Run) -> dict[str, Any]:
     for s in ("train", "valid", "test"):
         part = getattr(run, s)
         d[f"n_{s}"] = None if part is None else len(part)
+    if run.info.get("split"):
+        d["split"] = run.info["split"]
     return d
 
 
@@ -352,9 +367,12 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     ds = load_dataset(source, labels=labels, label_column=label_column)
     if data is not None and data != (config.data if config else None):
         parts = split_data(ds, 0.0)
+        split = (f"another source, {describe_split(ds)}" if ds.splits else
+                 f"another source, without a split of its own: all {len(ds)} rows")
     else:
-        parts = split_data(ds, config.test_fraction, config.split_seed)
+        parts, split = split_data(ds, config.test_fraction, config.split_seed), describe_split(ds, config.test_fraction, config.split_seed)
     run.train, run.valid, run.test = parts["train"], parts["valid"], parts["test"]
+    run.info["split"] = split
     run.info["all"] = parts["all"]
     return run
 

@@ -9,14 +9,15 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError, DataTypeError
-from .memmap import ShardedArray
+from .memmap import on_disk
 
 
 def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1) -> np.ndarray:
     """Turn array-like data into a C-contiguous NumPy array of ``dtype`` and check it.
 
     Accepts NumPy arrays, torch tensors, nested lists, and data on disk: a C-ordered ``np.memmap``
-    (``np.load(path, mmap_mode="r")``) or a :class:`~latentlab.training.ShardedArray` is returned
+    (``np.load(path, mmap_mode="r")``), a :class:`~latentlab.training.ShardedArray` or a
+    :class:`~latentlab.memmap.RowSubset` of either (a random split of it) is returned
     as it is, whatever its numeric dtype (e.g. uint8), so data larger than memory is never loaded
     whole: the estimators read and convert it batch by batch. Raises :class:`DataError` for
     non-numeric, empty, too-small or non-finite data.
@@ -28,7 +29,7 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
             f"{name} is a sparse matrix, and sparse input is not supported; convert it with "
             f"{name}.toarray() (the networks and PCA here work on dense arrays)."
         )
-    if isinstance(X, (np.memmap, ShardedArray)):
+    if on_disk(X):
         arr = X
     else:
         try:
@@ -69,8 +70,7 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
             f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; "
             "check that the columns were read."
         )
-    on_disk = isinstance(arr, ShardedArray) or (isinstance(arr, np.memmap) and arr.flags.c_contiguous)
-    if not on_disk:
+    if not on_disk(arr) or isinstance(arr, np.memmap) and not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(arr, name=name)
     return arr

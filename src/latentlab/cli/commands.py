@@ -50,6 +50,12 @@ def _columns(run) -> list[str] | None:
     return ds.feature_names if ds is not None else None
 
 
+def _split_text(run, split: str | None = None) -> str:
+    """One line: how the run's data was split (and which split a command reads)."""
+    how = run.info.get("split") or "unknown"
+    return f"split: {how}" + (f"; rows used: {split}" if split else "")
+
+
 # ---------------------------------------------------------------------------------------- commands
 
 
@@ -97,13 +103,14 @@ def cmd_fit(args, argv) -> int:
         sizes = f"{m.get('n_train')} train" + (f" / {m['n_test']} test" if m.get("n_test") else "")
         ep = f", {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}" if "epochs" in m else ""
         print(f"fitted {what}: {sizes}{ep}, {m.get('fit_time_s', 0):.1f} s")
+        print(_split_text(run))
         rest = {k: v for k, v in m.items() if k not in ("n_train", "n_test", "epochs", "fit_time_s")}
         if rest:
             print("test metrics:")
             _print_metrics(rest)
         print(f"saved to {run.path}")
 
-    _emit(args, {"run_dir": str(run.path), "model": run.config.model, "metrics": run.metrics}, human)
+    _emit(args, {"run_dir": str(run.path), "model": run.config.model, "split": run.info.get("split"), "metrics": run.metrics}, human)
     return 0
 
 
@@ -117,8 +124,9 @@ def cmd_evaluate(args, argv) -> int:
     def human():
         print(f"{args.run_dir} on {args.data or 'its data'} ({split} split, k={args.k}):")
         _print_metrics(metrics)
+        print(_split_text(run))
 
-    _emit(args, {"run_dir": args.run_dir, "split": split, "k": args.k, "metrics": metrics}, human)
+    _emit(args, {"run_dir": args.run_dir, "split": split, "how_split": run.info.get("split"), "k": args.k, "metrics": metrics}, human)
     return 0
 
 
@@ -127,9 +135,11 @@ def cmd_encode(args, argv) -> int:
 
     from ..outputs import write_array
 
-    Z = api.encode(_open(args), split=args.split)
+    run = _open(args)
+    Z = api.encode(run, split=args.split)
     write_array(args.out, Z, columns=[f"z{j}" for j in range(Z.shape[1])])
-    _emit(args, {"out": args.out, "shape": list(Z.shape)}, lambda: print(f"wrote {Z.shape[0]} codes of size {Z.shape[1]} to {args.out}"))
+    _emit(args, {"out": args.out, "shape": list(Z.shape), "split": args.split, "how_split": run.info.get("split")},
+          lambda: print(f"wrote {Z.shape[0]} codes of size {Z.shape[1]} to {args.out}\n{_split_text(run, args.split)}"))
     return 0
 
 
@@ -140,7 +150,8 @@ def cmd_reconstruct(args, argv) -> int:
     from ..plots import pair_rows
 
     run = _open(args)
-    X, R = api.reconstruct(run, split=args.split)
+    split = api.default_split(run, args.split, args.data)
+    X, R = api.reconstruct(run, split=split)
     if args.out.lower().endswith(".png"):
         grid, cols = pair_rows(X, R, args.n)
         write_array(args.out, grid, image_shape=_image_shape(run), ncols=cols)
@@ -148,7 +159,8 @@ def cmd_reconstruct(args, argv) -> int:
     else:
         write_array(args.out, R, columns=_columns(run))
         shape = list(R.shape)
-    _emit(args, {"out": args.out, "shape": shape}, lambda: print(f"wrote {shape[0]} reconstructions to {args.out}"))
+    _emit(args, {"out": args.out, "shape": shape, "split": split, "how_split": run.info.get("split")},
+          lambda: print(f"wrote {shape[0]} reconstructions to {args.out}\n{_split_text(run, split)}"))
     return 0
 
 
@@ -193,20 +205,22 @@ def cmd_interpolate(args, argv) -> int:
 
     P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split, label=args.label)
     write_array(args.out, P, image_shape=_image_shape(run), ncols=args.steps, columns=_columns(run))
-    _emit(args, {"out": args.out, "shape": list(P.shape)}, lambda: print(f"wrote {P.shape[0]} interpolation steps to {args.out}"))
+    _emit(args, {"out": args.out, "shape": list(P.shape), "split": args.split, "how_split": run.info.get("split")},
+          lambda: print(f"wrote {P.shape[0]} interpolation steps to {args.out}\n{_split_text(run, args.split)}"))
     return 0
 
 
 #: The columns of the printed comparison: (heading, what it is, keys to read, the first present wins).
+#: {space} is the feature space the Frechet distances were measured in (``FeatureSpace.description``).
 _COLUMNS = [
     ("rec. MSE", "reconstruction error on the test split: squared error per feature", ("reconstruction_mse",)),
     ("angle to PCA", "linear AE: largest principal angle to the PCA subspace, degrees", ("max_principal_angle_deg",)),
-    ("FD random", "Frechet distance of decoded random latent points z ~ N(0, I) to the test set, in a digit "
-     "classifier's feature space (lower: more realistic); N(0, I) is the VAE's prior, the AEs have none",
+    ("FD random", "Frechet distance of decoded random latent points z ~ N(0, I) to the test set, in the "
+     "features of {space} (lower: more realistic); N(0, I) is the VAE's prior, the AEs have none",
      ("fd_prior", "fd_standard_normal")),
     ("FD fitted", "the same with z from a Gaussian fitted to the training codes (for PCA: its latent Gaussian)",
      ("fd_fitted_gaussian",)),
-    ("confidence", "a digit classifier's mean top probability on those N(0, I) decodes (higher: more recognisable)",
+    ("confidence", "that classifier's mean top probability on those N(0, I) decodes (higher: more recognisable)",
      ("confidence_prior", "confidence_standard_normal")),
     ("ELBO", "evidence lower bound per test example, nats", ("elbo",)),
     ("log p(x)", "test log-likelihood per example, nats (VAE: importance-sampled; PCA: exact)", ("log_likelihood",)),
@@ -240,10 +254,16 @@ def _print_comparison(comparison) -> None:
     for name, m in rows:
         cells = [_fmt(v) if (v := _pick(m, keys)) is not None else "" for _, _, keys in cols]
         print(name.ljust(w0) + "".join(c.rjust(w) for c, w in zip(cells, widths)))
+    space = next((m["feature_space"] for _, m in rows if m.get("feature_space")), "unknown")
+    space = (f"a {space} trained on the training labels" if space.startswith("classifier ") else
+             f"the data's principal components ({space})" if space.startswith("pca") else space)
     for h, d, _ in cols:
-        print(f"  {h}: {d}")
+        print(f"  {h}: {d.format(space=space)}")
     if ref is not None:
-        print("  real data: training digits scored the same way, the best a model can do with this many points")
+        print("  real data: training rows scored the same way, the best a model can do with this many points")
+    split = comparison.runs[0].info.get("split") if comparison.runs else None
+    if split:
+        print(f"  split: {split}")
 
 
 def cmd_compare(args, argv) -> int:
@@ -260,6 +280,8 @@ def cmd_compare(args, argv) -> int:
         test_fraction=args.test_fraction,
         split_seed=args.split_seed,
         eval_k=args.eval_k,
+        labels=args.labels,
+        label_column=args.label_column,
         command=argv,
         **kw,
     )

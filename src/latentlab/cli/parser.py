@@ -45,9 +45,10 @@ def _condition_options(p, *, fit: bool = False) -> None:
     g = p.add_argument_group("condition (conditional models: " + ", ".join(conditional_models()) + ")")
     default = ("the source's own labels (digits, mnist, fashion-mnist, image folders with one subfolder a class)"
                if fit else "what the run was fitted with for its own data, the labels of --data for another source")
-    g.add_argument("--labels", metavar="FILE", default=None,
-                   help="FILE.npy or FILE.csv: one label per row of the data (numbers or text), or an (n, m) matrix of "
-                   f"side inputs (default: {default})")
+    g.add_argument("--labels", metavar="SOURCE", default=None,
+                   help="one label per row of the data (numbers or text), or an (n, m) matrix of side inputs, in any "
+                   "file --data takes: FILE.npy, FILE.npz[:KEY] (keys train/valid/test: one array each), FILE.csv/.tsv, "
+                   f"an IDX labels file, ... (default: {default})")
     g.add_argument("--label-column", metavar="NAME", default=None,
                    help="for a .csv/.tsv source: the column that holds the condition (removed from the features)")
 
@@ -191,9 +192,10 @@ def _add_use_commands(sub, common) -> None:
         p.add_argument("run_dir", metavar="RUN_DIR")
         if data:
             _data_option(p, "the run's own data")
+            default_text = split_default or "test, or all for another source without a test split"
             p.add_argument("--split", choices=SPLITS, default=split_default,
                            help="which rows: all (every row of the source, in order; for sources with their own splits, "
-                           "the training set), train, valid or test (default: %(default)s)")
+                           f"the training set), train, valid or test (default: {default_text})")
             _condition_options(p)
         p.set_defaults(handler=handler)
         return p
@@ -205,7 +207,7 @@ def _add_use_commands(sub, common) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy or FILE.csv")
     p = use_cmd("reconstruct", "Reconstruct the data through the model: .npy/.csv "
                 "hold every row (in the data's own units); .png shows the first -n originals above their reconstructions.",
-                "latentlab reconstruct runs/vae --data digits --out rec.png", commands.cmd_reconstruct)
+                "latentlab reconstruct runs/vae --data digits --out rec.png", commands.cmd_reconstruct, split_default=None)
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy, FILE.csv or FILE.png")
     p.add_argument("-n", type=int, default=32, help="examples in a PNG (default: %(default)s)")
     p = use_cmd("sample", "Generate by decoding random latent points: z ~ N(0, I) for a "
@@ -245,6 +247,13 @@ def _add_compare(sub, common) -> None:
                     help=f"latent size of all four (default: {inspect.signature(api.compare).parameters['latent_dim'].default})")
     cp.add_argument("--out", required=True, metavar="DIR", help="folder for the four runs and the report")
     _split_options(cp)
+    g = cp.add_argument_group("labels (the feature space's classifier is trained on them; the latent scatter is coloured by them)")
+    g.add_argument("--labels", metavar="SOURCE", default=None,
+                   help="one label per row of the data, in any file --data takes: FILE.npy, FILE.npz[:KEY], FILE.csv, "
+                   "an IDX labels file, ... (default: the source's own labels; without labels, the Frechet distances are "
+                   "measured on the data's principal components)")
+    g.add_argument("--label-column", metavar="NAME", default=None,
+                   help="for a .csv/.tsv source: the column that holds the labels (removed from the features)")
     classes = {}
     for label, (model, _) in api.COMPARE_SET.items():
         classes.setdefault(model, MODELS[model])

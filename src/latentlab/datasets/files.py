@@ -13,7 +13,7 @@ import numpy as np
 
 from ..validation import iter_chunks
 from ..errors import DataError, DataTypeError
-from ..memmap import ShardedArray, open_npy
+from ..memmap import on_disk, open_npy
 from .core import Dataset
 
 __all__ = ["load_npy", "load_npz", "load_table", "load_shards", "load_images", "infer_kind", "as_dataset", "labels_from_text", "IMAGE_SUFFIXES"]
@@ -50,7 +50,7 @@ def as_dataset(arr, name: str, *, target=None, feature_names=None) -> Dataset:
     kind = infer_kind(arr)
     n = arr.shape[0]
     images = arr if arr.ndim >= 3 else None
-    if isinstance(arr, (np.memmap, ShardedArray)) or arr.ndim == 2:
+    if on_disk(arr) or arr.ndim == 2:
         data = arr if arr.ndim == 2 else arr.reshape(n, -1)
     else:
         data = arr.reshape(n, -1)

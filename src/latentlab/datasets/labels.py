@@ -10,46 +10,93 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .core import Dataset
 from .files import labels_from_text, load_table
-from .sources import load
+from .mnist import read_idx
+from .sources import NAMED_SOURCES, load, split_spec
 
 __all__ = ["read_labels", "attach_labels", "load_dataset"]
 
 
-def read_labels(path: str | Path) -> np.ndarray:
-    """Labels from a file: ``.npy`` (an array (n,) of labels or (n, m) of side inputs; never
-    unpickled), or ``.csv``/``.tsv``/``.txt`` (one column: labels, numbers or text; several
-    columns: an (n, m) matrix of numbers; a header row is detected as for data tables)."""
+def read_labels(source: str | Path) -> np.ndarray:
+    """Labels from a file, in any syntax ``--data`` takes: ``FILE.npy`` (an array (n,) of labels or
+    (n, m) of side inputs; never unpickled); ``FILE.npz:KEY`` (that array), ``FILE.npz`` (its only
+    array, or its train/valid/test arrays one after the other, as :func:`attach_labels` wants
+    them); ``.csv``/``.tsv``/``.txt`` (one column: labels, numbers or text; several columns: an
+    (n, m) matrix of numbers; a header row is detected as for data tables); an IDX file
+    (``*-labels-idx1-ubyte[.gz]``); or any other file or folder :func:`latentlab.datasets.load`
+    reads, as an (n, m) matrix of side inputs.
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"labels file {path} does not exist; pass --labels FILE.npy or FILE.csv with one label per row.")
+    Example
+    -------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "y.npz")
+    >>> np.savez(path, y=np.array([0, 1, 1]), other=np.zeros(3))
+    >>> read_labels(path + ":y").tolist()
+    [0, 1, 1]
+    """
+    spec = str(source)
+    if spec in NAMED_SOURCES:
+        raise DataError(f"--labels {spec}: that names a data source, not labels; pass a file of one label per row.")
+    path, key = split_spec(spec)
+    if not path.exists():
+        raise DataError(f"labels file {path} does not exist; pass --labels FILE.npy, FILE.npz:KEY or FILE.csv with one label per row.")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            y = np.load(path, allow_pickle=False)
-        except Exception as exc:  # NumPy raises many types on damaged or object arrays
-            raise DataError(f"{path} is not a readable .npy array ({exc}); save the labels with np.save.") from None
+        y = _read_array(path, lambda: np.load(path, allow_pickle=False))
+    elif suffix == ".npz":
+        y = _read_array(path, lambda: _npz_labels(path, key))
     elif suffix in (".csv", ".tsv", ".txt"):
-        import csv
-
-        delim = "\t" if suffix == ".tsv" else ","
-        try:
-            rows = [r for r in csv.reader(path.read_text("utf-8-sig").splitlines(), delimiter=delim) if r and any(c.strip() for c in r)]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv file.") from None
-        if not rows:
-            raise DataError(f"labels file {path} is empty; give one label per row of the data.")
-        if len(rows[0]) > 1:
-            y = load_table(path, delimiter=delim).data
-        else:
-            cells = [r[0] for r in rows]
-            y = labels_from_text(cells, str(path))
-            if y.dtype.kind == "U" and len(cells) > 1 and labels_from_text(cells[1:], str(path)).dtype.kind != "U":
-                y = labels_from_text(cells[1:], str(path))  # a header over numeric labels
+        y = _text_labels(path, "\t" if suffix == ".tsv" else ",")
+    elif "ubyte" in path.name or suffix in (".idx", ".gz"):
+        y = read_idx(path)
     else:
-        raise DataError(f"labels file {path.name}: unknown type {suffix or '(none)'}; use .npy or .csv.")
+        ds = load(spec)
+        parts = [ds, *(ds.splits[s] for s in ("valid", "test") if s in ds.splits)]
+        y = np.concatenate([np.asarray(p.data) for p in parts])
     if y.ndim not in (1, 2) or y.shape[0] == 0:
-        raise DataError(f"{path} holds an array of shape {y.shape}; labels are (n,) or side inputs (n, m).")
+        raise DataError(f"{spec} holds an array of shape {y.shape}; labels are (n,) or side inputs (n, m).")
+    if y.dtype == object or y.dtype.kind not in "biufUS":
+        raise DataError(f"{spec} holds values of dtype {y.dtype}; labels are numbers or text.")
+    return y
+
+
+def _read_array(path: Path, read) -> np.ndarray:
+    try:
+        return read()
+    except DataError:
+        raise
+    except Exception as exc:  # NumPy raises many types on damaged or object arrays
+        raise DataError(f"{path} is not a readable array file ({exc}); save the labels with np.save or np.savez.") from None
+
+
+def _npz_labels(path: Path, key: str | None) -> np.ndarray:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+        keys = list(z.files)
+        if key is not None:
+            if key not in keys:
+                raise DataError(f"{path} has no array {key!r}; its arrays are {keys}: pick one with {path}:KEY.")
+            return z[key]
+        if len(keys) == 1:
+            return z[keys[0]]
+        if "train" in keys:  # one label per row of a source with its own splits, in their order
+            return np.concatenate([z[s] for s in ("train", "valid", "test") if s in keys])
+    raise DataError(f"{path} holds several arrays {keys}; pick the labels with {path}:KEY (e.g. {path}:{keys[0]}).")
+
+
+def _text_labels(path: Path, delim: str) -> np.ndarray:
+    import csv
+
+    try:
+        rows = [r for r in csv.reader(path.read_text("utf-8-sig").splitlines(), delimiter=delim) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv file.") from None
+    if not rows:
+        raise DataError(f"labels file {path} is empty; give one label per row of the data.")
+    if len(rows[0]) > 1:
+        return load_table(path, delimiter=delim).data
+    cells = [r[0] for r in rows]
+    y = labels_from_text(cells, str(path))
+    if y.dtype.kind == "U" and len(cells) > 1 and labels_from_text(cells[1:], str(path)).dtype.kind != "U":
+        y = labels_from_text(cells[1:], str(path))  # a header over numeric labels
     return y
 
 

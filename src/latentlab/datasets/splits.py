@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..memmap import ShardedArray
+from ..memmap import RowSubset, ShardedArray, on_disk
 from .core import Dataset
 
-__all__ = ["subset", "split_data"]
+__all__ = ["subset", "split_data", "describe_split"]
 
 
 def _rows(arr, sel):
-    """Rows of ``arr``: a slice stays a view (and a memory map stays on disk), an index copies."""
+    """Rows of ``arr``: a slice stays a view; an index copies rows in memory, and of data on disk
+    (np.memmap, ShardedArray) is a :class:`~latentlab.memmap.RowSubset`, which stays on disk."""
     if arr is None:
         return None
+    if on_disk(arr) and not isinstance(sel, slice):
+        return RowSubset(arr, sel)
     if isinstance(arr, ShardedArray) and isinstance(sel, slice):
         start, stop, _ = sel.indices(len(arr))
         parts = []
@@ -41,20 +44,47 @@ def subset(ds: Dataset, sel) -> Dataset:
     )
 
 
+def _n_test(ds: Dataset, test_fraction: float) -> int:
+    """Rows held out at random for the test split (0: none), when the source has no test split."""
+    if ds.splits.get("test") is not None or not test_fraction > 0:
+        return 0
+    n = len(ds)
+    n_test = int(round(n * test_fraction))
+    return 0 if n - n_test < 2 or n_test < 1 else n_test
+
+
 def split_data(ds: Dataset, test_fraction: float = 0.1, seed: int = 0) -> dict[str, Dataset | None]:
     """{"all", "train", "valid", "test"} -> Dataset (or None): the source's own splits where it
-    has them, else a held-out ``test_fraction`` (random rows for in-memory data, the last rows
-    for memory-mapped data)."""
+    has them, else a held-out ``test_fraction`` of rows drawn at random (``seed``), whatever the
+    storage: for data on disk the splits are index arrays into it
+    (:class:`~latentlab.memmap.RowSubset`), read by positioned reads as they are used, so a file
+    sorted by class still gives a test split of every class, and nothing is loaded.
+    :func:`describe_split` says in words which it was."""
     whole = subset(ds, slice(None))
     out: dict[str, Dataset | None] = {"all": whole, "train": whole, "valid": ds.splits.get("valid"), "test": ds.splits.get("test")}
-    if out["test"] is None and test_fraction > 0:
-        n = len(ds)
-        n_test = int(round(n * test_fraction))
-        if n - n_test < 2 or n_test < 1:
-            return out
-        if isinstance(ds.data, (np.memmap, ShardedArray)):
-            out["train"], out["test"] = subset(ds, slice(0, n - n_test)), subset(ds, slice(n - n_test, n))
-        else:
-            perm = np.random.default_rng(seed).permutation(n)
-            out["train"], out["test"] = subset(ds, np.sort(perm[n_test:])), subset(ds, np.sort(perm[:n_test]))
+    n_test = _n_test(ds, test_fraction)
+    if n_test:
+        perm = np.random.default_rng(seed).permutation(len(ds))
+        out["train"], out["test"] = subset(ds, np.sort(perm[n_test:])), subset(ds, np.sort(perm[:n_test]))
     return out
+
+
+def describe_split(ds: Dataset, test_fraction: float = 0.1, seed: int = 0) -> str:
+    """How :func:`split_data` splits ``ds``, in one line (printed by the commands, kept in run.json).
+
+    Example
+    -------
+    >>> from latentlab.datasets import load_digits
+    >>> describe_split(load_digits(), 0.1, 0)
+    'random rows held out: 180 test (test fraction 0.1, split seed 0), 1617 train'
+    """
+    own = [s for s in ("valid", "test") if ds.splits.get(s) is not None]
+    if own:
+        sizes = ", ".join(f"{len(ds.splits[s])} {s}" for s in own)
+        return f"the source's own split: {len(ds)} train, {sizes}"
+    n_test = _n_test(ds, test_fraction)
+    if n_test:
+        return (f"random rows held out: {n_test} test (test fraction {test_fraction:g}, split seed {seed}), "
+                f"{len(ds) - n_test} train")
+    why = "test fraction 0" if not test_fraction > 0 else f"too few rows for a test fraction of {test_fraction:g}"
+    return f"no test split ({why}): all {len(ds)} rows train"

@@ -66,9 +66,9 @@ def _covariance_of(Xf: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 def _on_disk(A) -> bool:
-    from ..memmap import ShardedArray
+    from ..memmap import on_disk
 
-    return isinstance(A, (np.memmap, ShardedArray))
+    return on_disk(A)
 
 
 @register("pca", order=0)

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..memmap import Releaser, RowReader, ShardedArray, open_npy
+from ..memmap import Releaser, RowReader, RowSubset, ShardedArray, on_disk, open_npy
 
 __all__ = ["ArrayData", "ShardedArray", "open_npy", "placement", "epoch_permutation"]
 
@@ -55,14 +55,14 @@ def _read_rows(a, idx: np.ndarray, reader: RowReader | None) -> np.ndarray:
     elif len(rows) and np.all(np.diff(rows) == 1):  # a contiguous range: one slice
         b = np.asarray(a[rows[0] : rows[-1] + 1])
     else:
-        b = a.take(rows) if isinstance(a, ShardedArray) else np.take(a, rows, axis=0)
+        b = a.take(rows) if isinstance(a, (ShardedArray, RowSubset)) else np.take(a, rows, axis=0)
     out = np.empty((len(idx), *a.shape[1:]), dtype=a.dtype)
     out[order] = b  # the same batch, row for row, as from memory: training does not depend on storage
     return out
 
 
 def _is_mapped(a) -> bool:
-    return isinstance(a, (np.memmap, ShardedArray))
+    return on_disk(a)
 
 
 class ArrayData:
@@ -70,7 +70,7 @@ class ArrayData:
 
     Parameters
     ----------
-    arrays : sequence of np.ndarray / torch.Tensor / np.memmap / ShardedArray
+    arrays : sequence of np.ndarray / torch.Tensor / np.memmap / ShardedArray / RowSubset
         Same length along axis 0. In-memory arrays become tensors (on the device itself when it is
         a GPU and they fit in a quarter of its free memory, else in pinned host memory);
         memory-mapped arrays stay on disk and are read per batch.
