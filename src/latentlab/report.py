@@ -29,7 +29,7 @@ from ._version import __version__
 from .io import atomic_write_text
 from .runs import condition_source, model_input
 
-__all__ = ["write_report", "render_html", "run_figures", "format_value", "METRIC_NOTES", "HIDDEN_METRICS", "GROUPS"]
+__all__ = ["write_report", "render_html", "run_figures", "example_rows", "format_value", "METRIC_NOTES", "HIDDEN_METRICS", "GROUPS"]
 
 #: What each metric means, shown beside it in the table (keys of latentlab.evaluation's dicts).
 METRIC_NOTES: dict[str, str] = {
@@ -235,29 +235,35 @@ FIGURES: list[tuple[str, str, str, Callable]] = [
 ]
 
 
+def example_rows(run, n_max: int = 2000, seed: int = 0):
+    """(X, y): up to ``n_max`` rows of the run's test split (its training split when it has none),
+    drawn at random with ``seed`` and in random order, flat (n, n_features), and their labels (or
+    None); (None, None) without data. The figures show the first few, so a file sorted by class
+    (as binarized MNIST's test set is) still shows every kind of example. The rows are read in
+    file order (a memory map reads them by positioned reads) and copied: maps are read-only."""
+    ds = run.test if run.test is not None else run.train
+    if ds is None:
+        return None, None
+    n = len(ds)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(n, n_max), replace=False))
+    src = model_input(run.model, ds)
+    X = np.array(src.take(idx) if hasattr(src, "take") and not isinstance(src, np.ndarray) else src[idx])
+    order = rng.permutation(len(idx))
+    X, idx = X[order], idx[order]
+    y = None if ds.target is None else np.asarray(ds.target)[idx]
+    return (X.reshape(len(X), -1) if X.ndim > 2 else X), y
+
+
 def run_figures(run) -> dict[str, Figure | None]:
     """The report's figures for one :class:`latentlab.runs.Run` (key -> Figure, or None when a
-    figure does not apply: e.g. the manifold for a latent size other than 2)."""
+    figure does not apply: e.g. the manifold for a latent size other than 2). The examples they
+    show are :func:`example_rows`."""
     ds = run.test if run.test is not None else run.train
-    X = y = shape = None
-    if ds is not None:
-        # Up to 2000 rows drawn at random (a fixed seed), read in file order and then shuffled
-        # (the same seed): the figures show the first few, so a file sorted by class (as
-        # binarized MNIST's test set is) still shows every kind of example. A copy: memory maps
-        # are read-only.
-        n = len(ds)
-        rng = np.random.default_rng(0)
-        idx = np.sort(rng.choice(n, size=min(n, 2000), replace=False))
-        src = model_input(run.model, ds)
-        X = np.array(src.take(idx) if hasattr(src, "take") and not isinstance(src, np.ndarray) else src[idx])
-        order = rng.permutation(len(idx))
-        X, idx = X[order], idx[order]
-        y = None if ds.target is None else np.asarray(ds.target)[idx]
-        shape = ds.image_shape
-    elif run.info.get("data", {}).get("image_shape"):
+    X, y = example_rows(run)
+    shape = ds.image_shape if ds is not None else None
+    if ds is None and run.info.get("data", {}).get("image_shape"):
         shape = tuple(run.info["data"]["image_shape"])
-    if X is not None and X.ndim > 2:
-        X = X.reshape(len(X), -1)
     return {key: build(run, X, y, shape) for key, _, _, build in FIGURES}
 
 

@@ -298,6 +298,8 @@ def _data_info(run: Run) -> dict[str, Any]:
         }
         if run.model.conditional:
             d["condition"] = condition_source(run.config)
+        elif run.config is not None and (run.config.labels or run.config.label_column):
+            d["labels"] = condition_source(run.config)
     for s in ("train", "valid", "test"):
         part = getattr(run, s)
         d[f"n_{s}"] = None if part is None else len(part)
