@@ -194,8 +194,8 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     n_samples = check_int(n_samples, "n_samples", low=2)
     seed = check_int(seed, "seed", low=0)
     model._check_is_fitted()
-    Atr = np.asarray(model._check_X(X_train, reset=False), np.float64).reshape(-1, model.n_features_in_)
-    Ate = np.asarray(model._check_X(X_test, reset=False), np.float64).reshape(-1, model.n_features_in_)
+    Atr = np.asarray(model._check_X(X_train, reset=False), np.float64).reshape(-1, int(np.prod(model.input_shape_)))
+    Ate = np.asarray(model._check_X(X_test, reset=False), np.float64).reshape(-1, int(np.prod(model.input_shape_)))
     if len(Ate) < 2:
         raise DataError("X_test needs at least 2 examples.")
     if features is None:

@@ -13,7 +13,7 @@ from .registry import register
 
 __all__ = ["Autoencoder", "AE_LOSSES"]
 
-AE_LOSSES = ("mse", *LIKELIHOODS)
+AE_LOSSES = ("mse", *LIKELIHOODS, "mixed")
 
 
 @register("ae", order=1)
@@ -36,9 +36,10 @@ class Autoencoder(NeuralModel):
         "conv" needs images and uses ``channels`` (stride-2 convolutions) before ``hidden``.
     channels : tuple of int
         Convolution channels for ``architecture="conv"``.
-    loss : {"mse", "bernoulli", "continuous_bernoulli", "gaussian"}
+    loss : {"mse", "bernoulli", "continuous_bernoulli", "gaussian", "mixed"}
         Squared error summed over features, or the negative log-likelihood of the named
-        decoder distribution (nats per example).
+        decoder distribution (nats per example); "mixed" for a mixed-type table (see
+        :class:`latentlab.VAE`'s ``likelihood``).
     sigma : float or {"learned", "learned_per_feature"}
         Standard deviation for ``loss="gaussian"``.
     scale : {None, "standard", "minmax"}
@@ -109,15 +110,19 @@ class Autoencoder(NeuralModel):
         check_choice(self.loss, "loss", AE_LOSSES)
 
     def _check_support(self, A):
-        if self.loss != "mse":
-            make_likelihood(self.loss, self.sigma, self.n_features_in_).check(A)
+        if self.loss == "mixed":
+            self._mixed_likelihood(self.sigma, init=False).check(A)
+        elif self.loss != "mse":
+            make_likelihood(self.loss, self.sigma, self._n_model_features).check(A)
 
     def _build_module(self):
         enc, dec = self._networks(int(self.latent_dim), int(self.latent_dim))
         lik = None
-        if self.loss != "mse":
+        if self.loss == "mixed":
+            lik = self._mixed_likelihood(self.sigma)
+        elif self.loss != "mse":
             init_var = self._feature_variance() if self.loss == "gaussian" and isinstance(self.sigma, str) else None
-            lik = make_likelihood(self.loss, self.sigma, self.n_features_in_, init_var)
+            lik = make_likelihood(self.loss, self.sigma, self._n_model_features, init_var)
         return AEModule(enc, dec, lik)
 
     def _objective(self):

@@ -21,8 +21,9 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 
 from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
-from ..errors import CheckpointError, DataError, NotFittedError, UnknownParameterError
+from ..errors import CheckpointError, DataError, DataTypeError, NotFittedError, UnknownParameterError
 from ..io import atomic_write_text, jsonable, save_tensors
+from ..tables import TableCodec, is_frame, is_table, stack_rows
 
 __all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT"]
 
@@ -79,6 +80,39 @@ def _checked_init(init):
     return __init__
 
 
+def _check_feature_names(est, X, reset: bool) -> None:
+    """scikit-learn's own check of a DataFrame's column names (``validate_data(reset=...)``): sets
+    ``feature_names_in_`` at fit (removes it for input without names) and afterwards raises
+    scikit-learn's error for reordered, unseen or missing columns (as a :class:`DataError`)."""
+    try:
+        from sklearn.utils.validation import validate_data
+    except ImportError:  # scikit-learn < 1.6
+        def check():
+            est._check_feature_names(X, reset=reset)
+    else:
+        def check():
+            validate_data(est, X, reset=reset, skip_check_array=True, ensure_2d=False)
+    try:
+        check()
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _frame_values(est, X):
+    """A DataFrame of numbers as an array, by scikit-learn's ``check_array`` (which knows pandas'
+    nullable and extension dtypes); NaN, shapes and sizes are left to latentlab's own checks."""
+    from sklearn.utils.validation import check_array
+
+    finite = "ensure_all_finite" if "ensure_all_finite" in inspect.signature(check_array).parameters else "force_all_finite"
+    try:
+        return check_array(X, dtype="numeric", ensure_2d=False, allow_nd=True, ensure_min_samples=0,
+                           ensure_min_features=0, estimator=est, input_name="X", **{finite: False})
+    except TypeError as exc:
+        raise DataTypeError(str(exc)) from None
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
 class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: maps X of shape (n, *input_shape) to codes (n, code_size) and back.
 
@@ -130,7 +164,24 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     # ------------------------------------------------------------------ data in and out
     def _check_X(self, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
         """Checked array of shape (n, *input_shape_), not yet scaled; records shapes and fits
-        the scaling when ``reset``. Memory-mapped input stays memory-mapped."""
+        the scaling when ``reset``. Memory-mapped input stays memory-mapped.
+
+        A DataFrame's column names go through scikit-learn's own check (``feature_names_in_``, and
+        its error for reordered or missing columns) and its values through ``check_array``; a
+        mixed-type table (text columns) is encoded by its :class:`~latentlab.tables.TableCodec`
+        (``table_``), fitted here at ``reset``. The rest (NaN with their count and first row,
+        data on disk, images (n, H, W)) is latentlab's own :func:`~latentlab.validation.as_array`.
+        """
+        if reset:
+            self.table_ = TableCodec.fit(X) if is_table(X) else None
+        elif not hasattr(self, "input_shape_"):
+            self._check_is_fitted()
+        if getattr(self, "table_", None) is not None:
+            return self._check_table(X, reset=reset, min_samples=min_samples)
+        if reset or is_frame(X):
+            _check_feature_names(self, X, reset)
+        if is_frame(X):
+            X = _frame_values(self, X)
         dtype = self._dtype_for(X)
         A = as_array(X, dtype=dtype, min_samples=min_samples)
         if reset:
@@ -158,6 +209,54 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                         "like the training data."
                     )
         return A
+
+    def _check_table(self, X, *, reset: bool, min_samples: int) -> np.ndarray:
+        """A mixed-type table (or its encoded matrix, which latentlab's own functions pass on)
+        -> the encoded matrix (n, table_.width), float32, not yet scaled."""
+        codec = self.table_
+        if is_table(X) or is_frame(X):
+            if is_frame(X):
+                _check_feature_names(self, X, reset)
+            elif reset:
+                self.feature_names_in_ = np.asarray(codec.names, dtype=object)
+            A = as_array(codec.encode(X), dtype=np.float32, min_samples=min_samples)
+        else:
+            A = as_array(X, dtype=np.float32, min_samples=min_samples)
+            if A.ndim != 2 or A.shape[1] != codec.width:
+                raise DataError(
+                    f"X has shape {A.shape}, but {type(self).__name__} was fitted on a table of {len(codec.columns)} "
+                    f"columns ({', '.join(codec.names)}), which encode into {codec.width} features; pass a table "
+                    f"(a DataFrame or structured array) with those columns, or its encoded matrix (n, {codec.width})."
+                )
+        if reset:
+            self.input_shape_ = (codec.width,)
+            self.n_features_in_ = len(codec.columns)
+            check_choice(self.scale, "scale", SCALES)
+            self._fit_table_scaler(A)
+        return A
+
+    def _fit_table_scaler(self, A: np.ndarray) -> None:
+        """The scaling of a table's numeric columns: standardized (min-max with ``scale="minmax"``),
+        whatever ``scale`` says otherwise, as the networks need them on one scale; one-hot and
+        0/1 features are left as they are."""
+        self.scale_offset_ = self.scale_factor_ = None
+        num = self.table_.numeric_features()
+        if not len(num):
+            return
+        B = np.asarray(A[:, num], dtype=np.float64)
+        offset, factor = np.zeros(A.shape[1], np.float32), np.ones(A.shape[1], np.float32)
+        if self.scale == "minmax":
+            lo, hi = B.min(0), B.max(0)
+            offset[num], factor[num] = lo, np.where(hi > lo, hi - lo, 1.0)
+        else:
+            std = B.std(0)
+            offset[num], factor[num] = B.mean(0), np.where(std > 1e-12, std, 1.0)
+        self.scale_offset_, self.scale_factor_ = offset, factor
+
+    @property
+    def _n_model_features(self) -> int:
+        """Features of one example as the model computes on them (a table's encoded width)."""
+        return int(np.prod(self.input_shape_))
 
     def _dtype_for(self, X):
         return np.float32
@@ -199,9 +298,13 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return flat.reshape(A.shape).astype(A.dtype, copy=False)
 
     def _output(self, A: np.ndarray) -> np.ndarray:
-        """Model-space data (n, ...) -> user space: unscaled, shaped (n, *input_shape_)."""
+        """Model-space data (n, ...) -> user space: unscaled, shaped (n, *input_shape_); for a
+        model fitted on a mixed-type table, the table (a DataFrame if it was one, else a
+        structured array) with its columns, types and category names."""
         A = np.asarray(A).reshape(A.shape[0], *self.input_shape_)
-        return self._undo_scaler(A)
+        A = self._undo_scaler(A)
+        codec = getattr(self, "table_", None)
+        return A if codec is None else codec.decode(A)
 
     def _check_Z(self, Z) -> np.ndarray:
         self._check_is_fitted()
@@ -269,7 +372,11 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``y_path``: one condition to decode the whole line under."""
         steps = check_int(steps, "steps", low=2)
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-        za, zb = self.transform(np.stack([np.asarray(x_start), np.asarray(x_end)]), y)
+        if getattr(self, "table_", None) is not None and not isinstance(x_start, np.ndarray) or is_table(x_start):
+            pair = stack_rows(x_start, x_end)  # rows of a table (1-row DataFrames, records)
+        else:
+            pair = np.stack([np.asarray(x_start), np.asarray(x_end)])
+        za, zb = self.transform(pair, y)
         Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
         return self.inverse_transform(Z, y_path)
 
@@ -281,11 +388,15 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         raise NotImplementedError
 
     def _base_state(self) -> dict[str, Any]:
+        names = getattr(self, "feature_names_in_", None)
+        codec = getattr(self, "table_", None)
         return {
             "input_shape": list(self.input_shape_),
             "n_features_in": self.n_features_in_,
             "scale_offset": None if self.scale_offset_ is None else self.scale_offset_.tolist(),
             "scale_factor": None if self.scale_factor_ is None else self.scale_factor_.tolist(),
+            "feature_names_in": None if names is None else [str(n) for n in names],
+            "table": None if codec is None else codec.to_dict(),
         }
 
     def _restore_base(self, state: dict[str, Any]) -> None:
@@ -294,10 +405,15 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         so, sf = state.get("scale_offset"), state.get("scale_factor")
         self.scale_offset_ = None if so is None else np.asarray(so, dtype=np.float32)
         self.scale_factor_ = None if sf is None else np.asarray(sf, dtype=np.float32)
-        F = self.n_features_in_
-        if F < 1 or min(self.input_shape_, default=0) < 1 or int(np.prod(self.input_shape_)) != F:
+        self.table_ = None if state.get("table") is None else TableCodec.from_dict(state["table"])
+        if state.get("feature_names_in") is not None:
+            self.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
+        F = self._n_model_features
+        expected = F if self.table_ is None else self.table_.width
+        columns = F if self.table_ is None else len(self.table_.columns)
+        if F < 1 or min(self.input_shape_, default=0) < 1 or F != expected or self.n_features_in_ != columns:
             raise CheckpointError(
-                f"the saved input shape {self.input_shape_} does not give the saved {F} features; "
+                f"the saved input shape {self.input_shape_} does not give the saved {self.n_features_in_} features; "
                 "config.json is damaged: save the model again."
             )
         for name, v in (("scale_offset", self.scale_offset_), ("scale_factor", self.scale_factor_)):

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import jsonable
+from ..nn.mixed import MixedTable
 from ..nn.networks import MLP, ConvDecoder, ConvEncoder
 from ..training.checkpoint import CHECKPOINT_NAME, load_module_state
 from ..training.data import ArrayData
@@ -100,6 +101,17 @@ class NeuralModel(LatentModel):
 
     def _check_support(self, A) -> None:
         """Check the (scaled) training data against the model's likelihood; set ``likelihood_``."""
+
+    def _mixed_likelihood(self, sigma, *, init: bool = True) -> MixedTable:
+        """The likelihood of a mixed-type table (``likelihood="mixed"``): one distribution per
+        column of ``table_``; numeric columns start at the training data's spread."""
+        if getattr(self, "table_", None) is None:
+            raise ConfigError(
+                "likelihood='mixed' is for mixed-type tables (a DataFrame, or a CSV, with text columns); this "
+                "data is an array of numbers: use 'auto', 'gaussian' or 'bernoulli'."
+            )
+        var = self._feature_variance() if init and isinstance(sigma, str) else None
+        return MixedTable(self.table_.blocks(), sigma, None if var is None else var[self.table_.numeric_features()])
 
     def _prepare_build(self, A, train_rows) -> None:
         """Hook called in ``fit`` just before ``_build_module``, with the unscaled training array

@@ -131,7 +131,7 @@ class PCA(LatentModel):
         k = check_int(self.latent_dim, "latent_dim")
         A = self._check_X(X, reset=True, min_samples=2)
         dtype = np.dtype(self._dtype_for(X))
-        n, F = A.shape[0], self.n_features_in_
+        n, F = A.shape[0], self._n_model_features
         if k > min(n, F):
             raise ConfigError(
                 f"latent_dim={k} is larger than the data allows: X has {n} sample(s) and {F} "
@@ -247,7 +247,7 @@ class PCA(LatentModel):
         discarded variance is zero, as the model is then degenerate.
         """
         self._check_is_fitted()
-        F = self.n_features_in_
+        F = self._n_model_features
         s2 = float(self.noise_variance_)
         if s2 <= 0:
             raise DataError(
@@ -288,7 +288,7 @@ class PCA(LatentModel):
 
     def _restore(self, state, tensors):
         self._restore_base(state)
-        k, F = int(self.latent_dim), self.n_features_in_
+        k, F = int(self.latent_dim), self._n_model_features
         comps = tensors["components"].numpy()
         expected = {"components": (k, F), "mean": (F,), "explained_variance": (k,),
                     "explained_variance_ratio": (k,), "singular_values": (k,)}

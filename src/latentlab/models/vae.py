@@ -42,12 +42,16 @@ class VAE(NeuralModel):
     latent_dim : int
         Dimension of z.
     hidden, activation, architecture, channels : the networks, as for :class:`Autoencoder`.
-    likelihood : {"auto", "bernoulli", "continuous_bernoulli", "gaussian"}
-        The decoder's distribution p(x|z). "auto" picks "bernoulli" for binary data and a
-        "gaussian" with learned sigma otherwise. Bernoulli needs 0/1 data, the continuous
-        Bernoulli data in [0, 1]; a mismatch is an error that names the likelihood that fits.
+    likelihood : {"auto", "bernoulli", "continuous_bernoulli", "gaussian", "mixed"}
+        The decoder's distribution p(x|z). "auto" picks "mixed" for a mixed-type table (a
+        DataFrame or CSV with text columns), "bernoulli" for binary data and a "gaussian" with
+        learned sigma otherwise. Bernoulli needs 0/1 data, the continuous Bernoulli data in
+        [0, 1]; a mismatch is an error that names the likelihood that fits. "mixed"
+        (:class:`latentlab.nn.mixed.MixedTable`): a Gaussian for each numeric column, a Bernoulli
+        for each 0/1 column, a categorical (softmax) over each text column's categories, summed.
     sigma : float or {"learned", "learned_per_feature"}
-        For "gaussian": a fixed standard deviation, one learned value, or one per feature.
+        For "gaussian": a fixed standard deviation, one learned value, or one per feature. For
+        "mixed": fixed, or learned per numeric column (either string).
     c : float
         Weight on the KL term: 1 is the ELBO, other values the beta-VAE.
     mc_samples : int
@@ -111,10 +115,14 @@ class VAE(NeuralModel):
     # ------------------------------------------------------------------ building
     def _validate_params(self):
         super()._validate_params()
-        check_choice(self.likelihood, "likelihood", ("auto", *LIKELIHOODS))
+        check_choice(self.likelihood, "likelihood", ("auto", *LIKELIHOODS, "mixed"))
         self._objective()  # the objective checks its own settings (c, mc_samples, warm-up, ...)
 
     def _check_support(self, A):
+        if self.likelihood == "mixed" or self.likelihood == "auto" and getattr(self, "table_", None) is not None:
+            self.likelihood_ = "mixed"
+            self._mixed_likelihood(self.sigma, init=False).check(A)
+            return
         if self.likelihood == "auto":
             binary = bool(np.all((A == 0) | (A == 1)))
             prev = getattr(self, "_auto_binary", True)
@@ -122,7 +130,7 @@ class VAE(NeuralModel):
             self.likelihood_ = "bernoulli" if self._auto_binary else "gaussian"
             return
         self.likelihood_ = self.likelihood
-        make_likelihood(self.likelihood, self.sigma, self.n_features_in_).check(A)
+        make_likelihood(self.likelihood, self.sigma, self._n_model_features).check(A)
 
     def _fit(self, X, cond, **kw):
         self._auto_binary = True
@@ -133,9 +141,11 @@ class VAE(NeuralModel):
 
     def _make_likelihood(self):
         name = self.likelihood_
+        if name == "mixed":
+            return self._mixed_likelihood(self.sigma)
         sigma = self.sigma if name == "gaussian" else 1.0
         init_var = self._feature_variance() if name == "gaussian" and isinstance(sigma, str) else None
-        return make_likelihood(name, sigma, self.n_features_in_, init_var)
+        return make_likelihood(name, sigma, self._n_model_features, init_var)
 
     def _build_module(self):
         k = int(self.latent_dim)
