@@ -48,6 +48,7 @@ from .runs import (
     save_run,
     write_run_json,
 )
+from .tables import is_table
 from .validation import check_int
 
 __all__ = [
@@ -205,14 +206,20 @@ def reconstruct(run: "Run | str | Path", data: str | None = None, *, split: str 
     split = default_split(run, split, data)
     ds = pick(run, split)
     R = run.model.reconstruct(model_input(run.model, ds), condition_of(run.model, ds))
+    if is_table(R):  # a mixed-type table: the originals and their reconstructions, as tables
+        return ds.data, R
     return np.asarray(ds.data), np.asarray(R).reshape(len(ds), -1)
 
 
-def sample(run_dir: str | Path, n: int, *, seed: int = 0, label: str | None = None, return_labels: bool = False):
+def sample(run_dir: str | Path, n: int, *, seed: int = 0, label: str | None = None, return_labels: bool = False,
+           draw: bool = False):
     """``n`` decoded random latent points from the model in ``run_dir`` (``model.sample``),
-    (n, n_features). A conditional VAE decodes under ``label``, as ``parse_condition`` reads it (a
-    comma list of classes, shared equally; default: every class). With ``return_labels``, also
-    the conditions used: (n,) labels or (n, m) side inputs, or None for other models.
+    (n, n_features); for a model of a mixed-type table, a table with its columns. A conditional
+    VAE decodes under ``label``, as ``parse_condition`` reads it (a comma list of classes, shared
+    equally; default: every class). ``draw``: x drawn from p(x|z) rather than its mean E[x|z]
+    (for a table, each category drawn from its probabilities rather than the most probable one;
+    models with a likelihood only). With ``return_labels``, also the conditions used: (n,)
+    labels or (n, m) side inputs, or None for other models.
 
     Example
     -------
@@ -227,7 +234,13 @@ def sample(run_dir: str | Path, n: int, *, seed: int = 0, label: str | None = No
         y = model.balanced_conditions(n, None if label is None else model.parse_condition(label))
     elif label is not None:
         raise ConfigError(f"--label gives the condition of a conditional model, and {model_name(model)} takes none; drop --label.")
-    X = np.asarray(model.sample(n, y, seed=seed)).reshape(n, -1)
+    kw: dict[str, Any] = {}
+    if draw:
+        if not accepts(model.sample, "mean"):
+            raise ConfigError(f"--draw draws x from the model's likelihood p(x|z), and {model_name(model)} has none; drop --draw.")
+        kw["mean"] = False
+    X = model.sample(n, y, seed=seed, **kw)
+    X = X if is_table(X) else np.asarray(X).reshape(n, -1)
     return (X, y) if return_labels else X
 
 
@@ -254,7 +267,7 @@ def interpolate(run: "Run | str | Path", data: str | None = None, *, start: int,
             raise ConfigError(f"interpolate decodes under one --label; got {len(y_path)} ({label}).")
     ends = None if y is None else (np.asarray(y)[start], np.asarray(y)[end])
     P = model.interpolate(np.asarray(X[start]), np.asarray(X[end]), steps, ends, y_path=y_path)
-    return np.asarray(P).reshape(check_int(steps, "steps", low=2), -1)
+    return P if is_table(P) else np.asarray(P).reshape(check_int(steps, "steps", low=2), -1)
 
 
 # ---------------------------------------------------------------------------------------- compare
@@ -340,9 +353,12 @@ def compare(
     by = {r.name: r for r in runs}
     from .evaluation import principal_angle
 
-    table["linear AE"]["max_principal_angle_deg"] = principal_angle(by["PCA"].model, by["linear AE"].model)
-    if regularity:
-        _add_regularity(runs, table)
+    # A mixed-type table decodes to categories (the most probable one): its decoders are not linear
+    # maps to compare by angle, nor its rows examples for a feature space's Frechet distance.
+    if getattr(by["PCA"].model, "table_", None) is None:
+        table["linear AE"]["max_principal_angle_deg"] = principal_angle(by["PCA"].model, by["linear AE"].model)
+        if regularity:
+            _add_regularity(runs, table)
     for r in runs:
         r.metrics = table[r.name]
         if r.path is not None:

@@ -421,8 +421,11 @@ def explained_variance(pca, X=None) -> Figure:
     if X is not None:
         from .models import PCA
 
-        Xf = np.asarray(X).reshape(len(X), -1)
-        full = PCA(latent_dim=min(Xf.shape), scale=pca.scale).fit(Xf)
+        if getattr(pca, "table_", None) is not None:  # a mixed-type table, encoded by the PCA itself
+            full = PCA(latent_dim=min(len(X), pca.table_.width), scale=pca.scale).fit(X)
+        else:
+            Xf = np.asarray(X).reshape(len(X), -1)
+            full = PCA(latent_dim=min(Xf.shape), scale=pca.scale).fit(Xf)
         ratio = np.asarray(full.explained_variance_ratio_, dtype=np.float64)
     fig = _figure(5.2, 3.0)
     ax = fig.add_subplot()

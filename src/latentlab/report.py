@@ -34,6 +34,8 @@ __all__ = ["write_report", "render_html", "run_figures", "example_rows", "format
 #: What each metric means, shown beside it in the table (keys of latentlab.evaluation's dicts).
 METRIC_NOTES: dict[str, str] = {
     "reconstruction_mse": "squared reconstruction error per feature, in the data's units (VAE: decoded posterior means)",
+    "reconstruction_nrmse": "a table's numeric columns: root-mean-square reconstruction error, in standard deviations of each",
+    "reconstruction_accuracy": "a table's categorical and 0/1 columns: share of cells reconstructed right",
     "reconstruction_nll": "-log p(x | decoded code), nats, where the model has a likelihood",
     "elbo": "evidence lower bound, nats (higher is better)",
     "elbo_se": "its standard error over the examples",
@@ -79,7 +81,8 @@ HIDDEN_METRICS = {
 
 #: The metrics table's groups, in order: (heading, keys). Keys in no group go under "other".
 GROUPS: list[tuple[str, list[str]]] = [
-    ("Reconstruction", ["reconstruction_mse", "reconstruction_nll", "max_principal_angle_deg"]),
+    ("Reconstruction", ["reconstruction_mse", "reconstruction_nrmse", "reconstruction_accuracy", "reconstruction_nll",
+                        "max_principal_angle_deg"]),
     ("Density", ["elbo", "elbo_se", "rec", "kl", "log_likelihood", "log_likelihood_se", "log_likelihood_method", "k",
                  "bits_per_dim", "active_units", "kl_per_dim"]),
     ("Decoded random latent points (generation)", [
@@ -235,6 +238,10 @@ FIGURES: list[tuple[str, str, str, Callable]] = [
 ]
 
 
+#: The figures of a run on a mixed-type table.
+_TABLE_FIGURES = ("training", "scatter")
+
+
 def example_rows(run, n_max: int = 2000, seed: int = 0):
     """(X, y): up to ``n_max`` rows of the run's test split (its training split when it has none),
     drawn at random with ``seed`` and in random order, flat (n, n_features), and their labels (or
@@ -252,7 +259,7 @@ def example_rows(run, n_max: int = 2000, seed: int = 0):
     order = rng.permutation(len(idx))
     X, idx = X[order], idx[order]
     y = None if ds.target is None else np.asarray(ds.target)[idx]
-    return (X.reshape(len(X), -1) if X.ndim > 2 else X), y
+    return (X.reshape(len(X), -1) if X.ndim > 2 and not X.dtype.names else X), y
 
 
 def run_figures(run) -> dict[str, Figure | None]:
@@ -264,7 +271,10 @@ def run_figures(run) -> dict[str, Figure | None]:
     shape = ds.image_shape if ds is not None else None
     if ds is None and run.info.get("data", {}).get("image_shape"):
         shape = tuple(run.info["data"]["image_shape"])
-    return {key: build(run, X, y, shape) for key, _, _, build in FIGURES}
+    # A mixed-type table's rows are no feature curves: its report has the training curves and
+    # the latent space (`latentlab sample` and `reconstruct` write its rows as tables).
+    table = getattr(run.model, "table_", None) is not None
+    return {key: build(run, X, y, shape) if not table or key in _TABLE_FIGURES else None for key, _, _, build in FIGURES}
 
 
 def _metric_groups(runs) -> list[tuple[str, list[str]]]:

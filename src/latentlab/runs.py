@@ -292,7 +292,8 @@ def _data_info(run: Run) -> dict[str, Any]:
     if ref is not None:
         d = {
             "kind": ref.kind,
-            "n_features": int(np.prod(ref.data.shape[1:])),
+            "n_features": len(ref.data.dtype.names) if getattr(ref.data, "dtype", None) is not None and ref.data.dtype.names
+            else int(np.prod(ref.data.shape[1:])),
             "image_shape": list(ref.image_shape) if ref.image_shape else None,
             "feature_names": ref.feature_names,
         }

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import CheckpointError, DataError, DataTypeError
 
-__all__ = ["TableCodec", "is_frame", "is_table", "table_columns", "check_missing", "make_table", "stack_rows", "table_rows",
+__all__ = ["TableCodec", "is_frame", "is_table", "table_columns", "check_missing", "make_table", "stack_rows", "table_rows", "to_records",
            "table_to_csv", "KINDS"]
 
 KINDS = ("numeric", "binary", "categorical")
@@ -310,6 +310,25 @@ def stack_rows(a, b):
 
         return pd.concat([a, b], ignore_index=True)
     return np.concatenate([np.atleast_1d(a), np.atleast_1d(b)])
+
+
+def to_records(X) -> np.ndarray:
+    """A table as a structured array (a DataFrame's text columns as fixed-width text): what
+    ``np.save`` writes without pickling."""
+    if isinstance(X, np.ndarray) and X.dtype.names:
+        return X
+    names, cols, types = table_columns(X)
+    fields = []
+    for name in names:
+        t, c = types[name], cols[name]
+        if t in ("str",) or isinstance(t, tuple):
+            fields.append((name, f"U{max([1, *(len(v) for v in c.tolist() if v is not None)])}"))
+        else:
+            fields.append((name, {"int": np.int64, "bool": np.bool_}.get(t, np.float64) if np.all(np.isfinite(c)) else np.float64))
+    out = np.empty(len(cols[names[0]]) if names else 0, dtype=fields)
+    for name in names:
+        out[name] = ["" if v is None else v for v in cols[name].tolist()] if cols[name].dtype == object else cols[name]
+    return out
 
 
 def table_rows(X, rows):

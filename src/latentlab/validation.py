@@ -45,14 +45,14 @@ def as_array(X: Any, *, name: str = "X", dtype=np.float32, min_samples: int = 1)
         except (TypeError, ValueError) as exc:
             raise DataTypeError(
                 f"{name} holds values that are not numbers ({exc}); convert every value to a "
-                "number first (for tables, drop or encode the text columns)."
+                "number first (a table with text columns fits as a pandas DataFrame or a NumPy structured array)."
             ) from None
     if np.iscomplexobj(arr):
         raise DataTypeError(f"Complex data not supported: {name} has dtype {arr.dtype}; pass real numbers.")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DataTypeError(
             f"{name} has dtype {arr.dtype}, which is not numeric; convert it to numbers first "
-            "(for tables, drop or encode the text columns)."
+            "(a table with text columns fits as a pandas DataFrame or a NumPy structured array)."
         )
     if arr.ndim < 2:
         raise DataError(

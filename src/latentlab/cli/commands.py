@@ -50,6 +50,15 @@ def _columns(run) -> list[str] | None:
     return ds.feature_names if ds is not None else None
 
 
+def _is_table(T) -> bool:
+    return bool(getattr(getattr(T, "dtype", None), "names", None)) or hasattr(T, "columns")
+
+
+def _shape(T) -> list[int]:
+    """[rows, columns] of an array or a table."""
+    return [len(T), len(T.columns) if hasattr(T, "columns") else len(T.dtype.names)] if _is_table(T) else list(T.shape)
+
+
 def _split_text(run, split: str | None = None) -> str:
     """One line: how the run's data was split (and which split a command reads)."""
     how = run.info.get("split") or "unknown"
@@ -152,13 +161,13 @@ def cmd_reconstruct(args, argv) -> int:
     run = _open(args)
     split = api.default_split(run, args.split, args.data)
     X, R = api.reconstruct(run, split=split)
-    if args.out.lower().endswith(".png"):
+    if args.out.lower().endswith(".png") and not _is_table(R):
         grid, cols = pair_rows(X, R, args.n)
         write_array(args.out, grid, image_shape=_image_shape(run), ncols=cols)
         shape = [len(grid) // 2, R.shape[1]]
     else:
         write_array(args.out, R, columns=_columns(run))
-        shape = list(R.shape)
+        shape = _shape(R)
     _emit(args, {"out": args.out, "shape": shape, "split": split, "how_split": run.info.get("split")},
           lambda: print(f"wrote {shape[0]} reconstructions to {args.out}\n{_split_text(run, split)}"))
     return 0
@@ -170,7 +179,7 @@ def cmd_sample(args, argv) -> int:
     from ..outputs import write_array, write_figure
 
     run = api.open_run(args.run_dir, load_data=False)
-    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True)
+    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True, draw=args.draw)
     shape = _image_shape(run)
     if y is not None and y.ndim == 1 and args.out.lower().endswith(".png") and shape is not None:
         from .. import plots
@@ -183,7 +192,7 @@ def cmd_sample(args, argv) -> int:
     if no_prior and not getattr(args, "json", False):
         print(f"note: an {type(run.model).__name__} has no prior: these decode z ~ N(0, I), which it was never "
               "trained to map to data.", file=sys.stderr)
-    obj: dict[str, Any] = {"out": args.out, "shape": list(S.shape)}
+    obj: dict[str, Any] = {"out": args.out, "shape": _shape(S)}
     text = f"wrote {S.shape[0]} samples to {args.out}"
     if y is not None and y.ndim == 1:
         import numpy as np
@@ -205,8 +214,9 @@ def cmd_interpolate(args, argv) -> int:
 
     P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split, label=args.label)
     write_array(args.out, P, image_shape=_image_shape(run), ncols=args.steps, columns=_columns(run))
-    _emit(args, {"out": args.out, "shape": list(P.shape), "split": args.split, "how_split": run.info.get("split")},
-          lambda: print(f"wrote {P.shape[0]} interpolation steps to {args.out}\n{_split_text(run, args.split)}"))
+    shape = _shape(P)
+    _emit(args, {"out": args.out, "shape": shape, "split": args.split, "how_split": run.info.get("split")},
+          lambda: print(f"wrote {len(P)} interpolation steps to {args.out}\n{_split_text(run, args.split)}"))
     return 0
 
 
@@ -214,6 +224,9 @@ def cmd_interpolate(args, argv) -> int:
 #: {space} is the feature space the Frechet distances were measured in (``FeatureSpace.description``).
 _COLUMNS = [
     ("rec. MSE", "reconstruction error on the test split: squared error per feature", ("reconstruction_mse",)),
+    ("rec. NRMSE", "a table's numeric columns: root-mean-square reconstruction error on the test split, in standard "
+     "deviations", ("reconstruction_nrmse",)),
+    ("rec. acc.", "a table's categorical and 0/1 columns: share of test cells reconstructed right", ("reconstruction_accuracy",)),
     ("angle to PCA", "linear AE: largest principal angle to the PCA subspace, degrees", ("max_principal_angle_deg",)),
     ("FD random", "Frechet distance of decoded random latent points z ~ N(0, I) to the test set, in the "
      "features of {space} (lower: more realistic); N(0, I) is the VAE's prior, the AEs have none",
@@ -261,6 +274,9 @@ def _print_comparison(comparison) -> None:
         print(f"  {h}: {d.format(space=space)}")
     if ref is not None:
         print("  real data: training rows scored the same way, the best a model can do with this many points")
+    if comparison.runs and getattr(comparison.runs[0].model, "table_", None) is not None and any(c[0] == "log p(x)" for c in cols):
+        print("  on a mixed-type table, PCA's log p(x) is a Gaussian density of the one-hot code, the VAE's the "
+              "probability of the categories times a density of the numbers: the two do not compare")
     split = comparison.runs[0].info.get("split") if comparison.runs else None
     if split:
         print(f"  split: {split}")

@@ -217,6 +217,9 @@ def _add_use_commands(sub, common) -> None:
     p.add_argument("-n", type=int, default=64, help="how many (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.npy, FILE.csv or FILE.png")
     p.add_argument("--seed", type=int, default=0, help="same seed, same samples (default: %(default)s)")
+    p.add_argument("--draw", action="store_true",
+                   help="draw x from p(x|z) instead of writing its mean E[x|z] (for a mixed-type table: each category "
+                   "drawn from its probabilities, not the most probable one); models with a likelihood only")
     p.add_argument("--label", metavar="L[,L...]", default=None,
                    help="conditional models: the class(es) to sample, shared equally, e.g. --label 3 or --label 3,5 "
                    "(default: an equal share of every class; a .png shows one row per class); for side inputs, the m "

@@ -114,10 +114,16 @@ def labels_from_text(cells, what: str) -> np.ndarray:
     return np.array(cells, dtype=str)
 
 
-def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_column: str | None = None) -> Dataset:
-    """A ``.csv`` or ``.tsv`` table of numbers: one example a row. A first row with any
-    non-number is taken as the header. An empty cell is a missing value (an error at fit). Any
-    column holding text is named in the error.
+def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_column: str | None = None,
+               numeric_only: bool = False) -> Dataset:
+    """A ``.csv`` or ``.tsv`` table: one example a row. A first row with any non-number is taken
+    as the header. An empty cell is a missing value (an error at fit).
+
+    A table of numbers gives ``data`` (n, n_columns) float32, kind "tabular". A table with text
+    (categorical) columns, which needs a header, gives a NumPy structured array, one record a
+    row (text columns as text, numbers as int64 or float64), kind "mixed": the estimators
+    encode it (:class:`latentlab.tables.TableCodec`). With ``numeric_only`` a text column is an
+    error that names it.
 
     ``label_column`` names a header column that holds labels (numbers or text): it is removed
     from the features and returned as ``target`` (see :func:`labels_from_text`).
@@ -168,11 +174,36 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_c
             except ValueError:
                 bad.setdefault(j, (i, c))
     if bad:
-        cols = ", ".join(f"{names[j]!r} (e.g. {v!r} on line {i + (2 if header is not None else 1)})" for j, (i, v) in bad.items())
-        raise DataTypeError(
-            f"{path} has non-numeric column(s) {cols}; drop them or encode them as numbers (e.g. one-hot) first."
-        )
+        if header is None:
+            cols = ", ".join(f"{names[j]!r} (e.g. {v!r} on line {i + 1})" for j, (i, v) in bad.items())
+            raise DataTypeError(
+                f"{path} has text in column(s) {cols} and no header row; a table with text (categorical) columns "
+                "needs a header naming its columns: add one."
+            )
+        if not numeric_only:
+            return Dataset(data=_mixed_records(rows, header, values, set(bad)), target=target, kind="mixed",
+                           name=str(path), feature_names=header)
+        cols = ", ".join(f"{names[j]!r} (e.g. {v!r} on line {i + 2})" for j, (i, v) in bad.items())
+        raise DataTypeError(f"{path} has non-numeric column(s) {cols}; here every column must hold numbers.")
     return Dataset(data=values.astype(np.float32), target=target, kind="tabular", name=str(path), feature_names=header)
+
+
+def _mixed_records(rows, header, values, text_cols) -> np.ndarray:
+    """A table with text columns as a structured array (one record a row): text columns as text
+    (an empty cell stays empty: a missing value, an error at fit), numeric columns as int64 when
+    every cell is an integer, else float64 (an empty cell: NaN)."""
+    fields = []
+    for j, name in enumerate(header):
+        if j in text_cols:
+            fields.append((name, f"U{max(1, max(len(r[j].strip()) for r in rows))}"))
+        else:
+            col = values[:, j]
+            integral = np.all(np.isfinite(col)) and np.all(col == np.round(col)) and np.all(np.abs(col) < 2**53)
+            fields.append((name, np.int64 if integral else np.float64))
+    out = np.empty(len(rows), dtype=fields)
+    for j, name in enumerate(header):
+        out[name] = [r[j].strip() for r in rows] if j in text_cols else values[:, j]
+    return out
 
 
 def load_shards(folder: str | os.PathLike) -> Dataset:

@@ -92,7 +92,7 @@ def _text_labels(path: Path, delim: str) -> np.ndarray:
     if not rows:
         raise DataError(f"labels file {path} is empty; give one label per row of the data.")
     if len(rows[0]) > 1:
-        return load_table(path, delimiter=delim).data
+        return load_table(path, delimiter=delim, numeric_only=True).data
     cells = [r[0] for r in rows]
     y = labels_from_text(cells, str(path))
     if y.dtype.kind == "U" and len(cells) > 1 and labels_from_text(cells[1:], str(path)).dtype.kind != "U":
