@@ -194,7 +194,7 @@ def test_table_in_original_units(table, tmp_path):
 
 # ------------------------------------------------------------------ errors: one line, the right status
 def test_bad_usage_in_a_subprocess(tmp_path):
-    (tmp_path / "bad.csv").write_text("a,b\n1,x\n2,y\n")
+    (tmp_path / "bad.csv").write_text("a,b\n1,x\n2,\n3,y\n")  # a mixed table with a missing cell in column b
     r = run_cli("fit", "ae", "--data", tmp_path / "bad.csv", "--out", tmp_path / "x")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'b'" in r.stderr and "Traceback" not in r.stderr
 
@@ -231,7 +231,7 @@ def test_errors_are_one_line_with_status_2(argv, message, tmp_path, vae_run, cap
 
 
 def test_debug_prints_the_traceback(tmp_path, capsys):
-    (tmp_path / "bad.csv").write_text("a,b\n1,x\n2,y\n")
+    (tmp_path / "bad.csv").write_text("a,b\n1,x\n2,\n3,y\n")  # a mixed table with a missing cell in column b
     assert cli.main(["--debug", "fit", "ae", "--data", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("latentlab: error:")

@@ -65,7 +65,8 @@ def bad(tmp_path_factory):
     np.save(d / "five.npy", GREY[:, :5])
     np.save(d / "big.npy", GREY * 3)
     (d / "empty.csv").write_text("")
-    (d / "text.csv").write_text("a,b,c\n1,x,2\n2,y,3\n")
+    (d / "text.csv").write_text("1,2,3\n1,x,2\n2,y,3\n")  # text, and no header to name the columns
+    (d / "gap.csv").write_text("a,b,c\n1,x,2\n2,,3\n3,y,4\n4,x,5\n")  # a mixed table with a missing text cell
     (d / "latin1.csv").write_bytes("a,b\n1,caf\xe9\n".encode("latin-1"))
     (d / "trunc.npy").write_bytes((d / "grey.npy").read_bytes()[:150])
     np.savez(d / "x.npz", x=GREY)
@@ -173,9 +174,14 @@ CASES = [
          r"latent_dim=10 is larger than the data allows: X has 60 sample\(s\) and 6 feature\(s\).*choose latent_dim <= 6",
          ["fit", "pca", "--latent-dim", "10", "--data", "{d}/grey.npy", "--out", "{d}/o"],
          cli_message=r"latent_dim=10 is larger than the data allows.*choose latent_dim <= 6"),
-    Case("non-numeric-csv-column", lambda d: load_table(d / "text.csv"), DataTypeError,
-         r"text.csv has non-numeric column\(s\) 'b' \(e.g. 'x' on line 2\); drop them or encode them as numbers",
+    Case("text-column-without-header", lambda d: load_table(d / "text.csv"), DataTypeError,
+         r"text.csv has text in column\(s\) 'column 1' \(e.g. 'x' on line 2\) and no header row; a table with text "
+         r"\(categorical\) columns needs a header",
          ["fit", "ae", "--data", "{d}/text.csv", "--out", "{d}/o"]),
+    Case("missing-cell-in-a-mixed-table", _fit(Autoencoder, lambda d: load_table(d / "gap.csv").data, epochs=1), DataError,
+         r"X has 1 missing or non-finite value\(s\), in column\(s\) 'b' \(1\), the first in row 1; drop those rows "
+         r"\(df.dropna\(\)\) or impute them",
+         ["fit", "ae", "--data", "{d}/gap.csv", "--out", "{d}/o"]),
     Case("csv-not-utf8", lambda d: load_table(d / "latin1.csv"), DataError, r"could not be read as text .*pass a UTF-8 .csv",
          ["fit", "pca", "--data", "{d}/latin1.csv", "--out", "{d}/o"]),
     Case("truncated-npy", lambda d: load_npy(d / "trunc.npy"), DataError,
@@ -216,7 +222,7 @@ CASES = [
          r"pca has no setting\(s\) \['c'\]; its settings are",
          ["fit", "pca", "--c", "1", "--out", "{d}/o"], cli_message=r"--c is an option of vae"),
     Case("unknown-choice", _fit(VAE, GREY, likelihood="poisson"), ConfigError,
-         r"likelihood must be one of 'auto', 'bernoulli', 'continuous_bernoulli', 'gaussian'; got 'poisson'",
+         r"likelihood must be one of 'auto', 'bernoulli', 'continuous_bernoulli', 'gaussian', 'mixed'; got 'poisson'",
          ["fit", "vae", "--likelihood", "poisson", "--out", "{d}/o"]),
     Case("unknown-model", lambda d: api.RunConfig("vea"), ConfigError, r"unknown model 'vea'; choose one of pca, ae, vae",
          ["fit", "vea", "--out", "{d}/o"], cli_message=r"invalid choice: 'vea'"),

@@ -326,6 +326,12 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, self._fitted_attr)
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the code's columns: the class name and an index (``vae0``, ``vae1``, ...), as
+        ``set_output(transform="pandas")`` labels them. Raises NotFittedError before ``fit``."""
+        self._check_is_fitted()
+        return super().get_feature_names_out(input_features)
+
     @property
     def _n_features_out(self) -> int:  # scikit-learn's name, for get_feature_names_out
         return int(self.latent_dim)
