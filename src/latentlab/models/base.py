@@ -382,7 +382,7 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             pair = stack_rows(x_start, x_end)  # rows of a table (1-row DataFrames, records)
         else:
             pair = np.stack([np.asarray(x_start), np.asarray(x_end)])
-        za, zb = self.transform(pair, y)
+        za, zb = np.asarray(self.transform(pair, y))  # (a DataFrame under set_output(transform="pandas"))
         Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
         return self.inverse_transform(Z, y_path)
 
