@@ -44,3 +44,26 @@ def test_static_mnist_benchmark_without_data_says_how_to_give_it(tmp_path):
     p = _run(["--data", str(tmp_path / "missing.npz"), "--no-record"], tmp_path)
     assert p.returncode == 2
     assert "binarized_mnist.npz not found" in p.stderr and "--data" in p.stderr
+
+
+def test_mixed_table_benchmark_records_only_its_section(tmp_path):
+    """benchmarks/mixed_table.py on the real penguins, two epochs and few samples: it runs, writes
+    its section of a BENCHMARKS.md and its results, and leaves the other sections alone."""
+    import pytest
+
+    pytest.importorskip("palmerpenguins", reason="palmerpenguins is not installed: the mixed-table benchmark needs it")
+    pytest.importorskip("pandas", reason="pandas is not installed: the mixed-table benchmark needs it")
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n## Someone else's benchmark\n\nkeep me\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    args = ["--seeds", "0", "--epochs", "2", "--n-samples", "200", "--k", "5", "--benchmarks-file", str(md),
+            "--results-file", str(tmp_path / "r.json")]
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mixed_table.py"), *args], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "11 with a missing value dropped, 333 used" in p.stdout
+    text = md.read_text()
+    assert "## Someone else's benchmark\n\nkeep me" in text and text.count("## Mixed-type table: Palmer penguins") == 1
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    assert run["likelihood"] == "mixed" and run["n_train"] == 250 and run["n_test"] == 83
+    assert 0 <= run["vae"]["tv_species"] <= 1 and run["independent"]["corr_max"] > 0.5  # independent columns lose the correlations
