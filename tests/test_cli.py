@@ -207,7 +207,7 @@ def test_bad_usage_in_a_subprocess(tmp_path):
         (["fit", "vae"], "--out RUN_DIR is required"),
         (["fit"], "name a model"),
         (["fit", "pca", "--c", "1", "--out", "x"], "--c is an option of vae"),
-        (["fit", "ae", "--epochs", "0", "--out", "{tmp}/e"], "epochs must be an integer >= 1"),
+        (["fit", "ae", "--epochs", "0", "--out", "{tmp}/e"], "The 'epochs' parameter of Autoencoder must be an int in the range [1, inf)"),
         (["fit", "ae", "--hidden", "8,x", "--out", "x"], "expected layer sizes"),
         (["fit", "vae", "--data", "nowhere.npy", "--out", "x"], "neither a known name nor an existing path"),
         (["fit", "pca", "--latent-dim", "100", "--out", "{tmp}/p"], "larger than the data allows"),

@@ -119,20 +119,21 @@ def _npy(name):
     return lambda d: np.load(d / name)
 
 
-HYPER = [  # zero or negative sizes, rates, epochs: (parameter, value, message)
-    ("latent_dim", 0, r"latent_dim must be an integer >= 1, got 0"),
+HYPER = [  # zero or negative sizes, rates, epochs: (parameter, value, message); scikit-learn's own words
+    # (the estimators' parameter constraints, latentlab.models.constraints), latentlab's for the layer sizes
+    ("latent_dim", 0, r"The 'latent_dim' parameter of VAE must be an int in the range \[1, inf\)\. Got 0 instead"),
     ("hidden", (8, 0), r"each size in hidden must be an integer >= 1, got 0"),
-    ("epochs", 0, r"epochs must be an integer >= 1, got 0"),
-    ("epochs", -3, r"epochs must be an integer >= 1, got -3"),
-    ("batch_size", 0, r"batch_size must be an integer >= 1, got 0"),
-    ("lr", 0.0, r"lr must be a number in \(0.0, inf\], got 0"),
-    ("lr", -0.1, r"lr must be a number in \(0.0, inf\], got -0.1"),
-    ("grad_clip", -1.0, r"grad_clip must be a number in \(0.0, inf\], got -1"),
-    ("mc_samples", 0, r"mc_samples must be an integer >= 1, got 0"),
-    ("c", -1.0, r"c must be a number in \[0.0, inf\], got -1"),
-    ("weight_decay", -1.0, r"weight_decay must be a number in \[0.0, inf\], got -1"),
-    ("patience", 0, r"patience must be an integer >= 1, got 0"),
-    ("validation_fraction", 1.0, r"validation_fraction must be a number in \[0.0, 1.0\), got 1"),
+    ("epochs", 0, r"The 'epochs' parameter of VAE must be an int in the range \[1, inf\)\. Got 0 instead"),
+    ("epochs", -3, r"The 'epochs' parameter of VAE must be an int in the range \[1, inf\)\. Got -3 instead"),
+    ("batch_size", 0, r"The 'batch_size' parameter of VAE must be an int in the range \[1, inf\)\. Got 0 instead"),
+    ("lr", 0.0, r"The 'lr' parameter of VAE must be a float in the range \(0.0, inf\)\. Got 0.0 instead"),
+    ("lr", -0.1, r"The 'lr' parameter of VAE must be a float in the range \(0.0, inf\)\. Got -0.1 instead"),
+    ("grad_clip", -1.0, r"The 'grad_clip' parameter of VAE must be None or a float in the range \(0.0, inf\)\. Got -1.0"),
+    ("mc_samples", 0, r"The 'mc_samples' parameter of VAE must be an int in the range \[1, inf\)\. Got 0 instead"),
+    ("c", -1.0, r"The 'c' parameter of VAE must be a float in the range \[0.0, inf\)\. Got -1.0 instead"),
+    ("weight_decay", -1.0, r"The 'weight_decay' parameter of VAE must be a float in the range \[0.0, inf\)\. Got -1.0"),
+    ("patience", 0, r"The 'patience' parameter of VAE must be None or an int in the range \[1, inf\)\. Got 0 instead"),
+    ("validation_fraction", 1.0, r"The 'validation_fraction' parameter of VAE must be a float in the range \[0.0, 1.0\)\. Got 1.0"),
 ]
 
 
@@ -233,7 +234,7 @@ CASES = [
              ["fit", "vae", *_flag(name, value), "--out", "{d}/o"])
         for name, value, msg in HYPER
     ],
-    Case("pca-latent_dim=-1", _fit(PCA, GREY, latent_dim=-1), ConfigError, r"latent_dim must be an integer >= 1, got -1",
+    Case("pca-latent_dim=-1", _fit(PCA, GREY, latent_dim=-1), ConfigError, r"The 'latent_dim' parameter of PCA must be an int in the range \[1, inf\)\. Got -1 instead",
          ["fit", "pca", "--latent-dim", "-1", "--out", "{d}/o"]),
 ]
 

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from latentlab import IWAE, PCA, VAE, Autoencoder, HierarchicalVAE, VampPriorVAE
+from latentlab import IWAE, PCA, VAE, Autoencoder, ConditionalVAE, HierarchicalVAE, VampPriorVAE
 
 _MONTE_CARLO = {
     "check_methods_sample_order_invariance": "score_samples is a Monte-Carlo ELBO estimate",
@@ -81,6 +81,23 @@ def test_scikit_learn_dataframe_checks(estimator, check):
     import sklearn.utils.estimator_checks as checks
 
     getattr(checks, check)(type(estimator).__name__, clone(estimator))
+
+
+@pytest.mark.parametrize("estimator", [*ESTIMATORS, ConditionalVAE(latent_dim=2, hidden=(8,), epochs=2, verbose=False)],
+                         ids=lambda e: type(e).__name__)
+def test_parameter_constraints_are_scikit_learns(estimator):
+    """Every constructor parameter has a constraint (latentlab.models.constraints), and a value
+    that breaks it gets scikit-learn's InvalidParameterError with its message (scikit-learn's own
+    check_param_validation, which also fails on a parameter left without a constraint)."""
+    from sklearn.utils._param_validation import InvalidParameterError as SkInvalid
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    from latentlab.errors import ConfigError, InvalidParameterError
+
+    check_param_validation(type(estimator).__name__, clone(estimator))
+    with pytest.raises(InvalidParameterError, match=r"The 'latent_dim' parameter of \w+ must be an int in the range") as info:
+        clone(estimator).set_params(latent_dim=0).fit(np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2)
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, SkInvalid)
 
 
 def test_dataframe_in_and_out(tmp_path):

@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "DivergenceError",
     "NotFittedError",
+    "InvalidParameterError",
     "DistributedError",
 ]
 
@@ -59,14 +60,29 @@ def _not_fitted_error() -> type:
     class NotFittedError(LatentlabError, SkNotFitted):
         """The estimator is used before ``fit``."""
 
-    NotFittedError.__module__ = __name__
+    NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"  # pickled by name
     return NotFittedError
 
 
+def _invalid_parameter_error() -> type:
+    """``InvalidParameterError``: a ConfigError that is also scikit-learn's InvalidParameterError
+    (raised with scikit-learn's message by the estimators' parameter constraints)."""
+    from sklearn.utils._param_validation import InvalidParameterError as SkInvalid
+
+    class InvalidParameterError(ConfigError, SkInvalid):
+        """A setting of an estimator is of the wrong type or out of its range."""
+
+    InvalidParameterError.__module__, InvalidParameterError.__qualname__ = __name__, "InvalidParameterError"
+    return InvalidParameterError
+
+
+_LAZY_ERRORS = {"NotFittedError": _not_fitted_error, "InvalidParameterError": _invalid_parameter_error}
+
+
 def __getattr__(name: str):
-    # NotFittedError subclasses scikit-learn's, and importing scikit-learn takes seconds: it is
-    # made on first use (PEP 562), so that `latentlab --version` and `--help`, which import this
+    # NotFittedError and InvalidParameterError subclass scikit-learn's, and importing scikit-learn
+    # takes seconds: they are made on first use (PEP 562), so that `latentlab --version` and `--help`, which import this
     # module, do not import scikit-learn. Made once, then an ordinary module attribute.
-    if name == "NotFittedError":
-        return globals().setdefault("NotFittedError", _not_fitted_error())
+    if name in _LAZY_ERRORS:
+        return globals().setdefault(name, _LAZY_ERRORS[name]())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from ..nn.distributions import LIKELIHOODS, make_likelihood
 from ..nn.modules import AEModule
 from ..objectives import ReconstructionLoss
 from ..validation import check_choice
+from . import constraints
 from .neural import NeuralModel
 from .registry import register
 
@@ -76,6 +77,9 @@ class Autoencoder(NeuralModel):
     >>> ae.transform(X).shape
     (1797, 4)
     """
+
+    _parameter_constraints = {**constraints.NETWORK, "loss": [str], "sigma": constraints.VAE_TERMS["sigma"],
+                              **constraints.SCALE, **constraints.TRAINING}
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 
 from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
-from ..errors import CheckpointError, DataError, DataTypeError, NotFittedError, UnknownParameterError
+from ..errors import CheckpointError, DataError, DataTypeError, InvalidParameterError, NotFittedError, UnknownParameterError
 from ..io import atomic_write_text, jsonable, save_tensors
 from ..tables import TableCodec, is_frame, is_table, stack_rows
 
@@ -136,6 +136,8 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     _fitted_attr: ClassVar[str] = "input_shape_"
     #: Whether transform, inverse_transform, sample, ... take a condition y.
     conditional: ClassVar[bool] = False
+    #: scikit-learn's parameter constraints (:mod:`latentlab.models.constraints`), by setting.
+    _parameter_constraints: ClassVar[dict] = {}
     #: The name it is registered under (``latentlab fit NAME``); set by ``models.registry.register``.
     model_name: ClassVar[str | None] = None
 
@@ -151,6 +153,21 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_latentlab_checked", False):
             cls.__init__ = _checked_init(init)
+
+    def _validate_params(self) -> None:
+        """Check the settings against ``_parameter_constraints`` (:mod:`latentlab.models.constraints`)
+        with scikit-learn's own machinery: a violation is an
+        :class:`~latentlab.errors.InvalidParameterError` (a ConfigError, and scikit-learn's
+        InvalidParameterError) with scikit-learn's message. Subclasses add latentlab's own checks
+        (choices, layer sizes, combinations) after this one."""
+        from sklearn.utils._param_validation import InvalidParameterError as SkInvalid
+        from sklearn.utils._param_validation import validate_parameter_constraints
+
+        try:
+            validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False),
+                                           caller_name=type(self).__name__)
+        except SkInvalid as exc:
+            raise InvalidParameterError(str(exc)) from None
 
     def set_params(self, **params):
         """Set parameters (scikit-learn's ``set_params``); an unknown name is an

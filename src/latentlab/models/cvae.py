@@ -66,6 +66,8 @@ class ConditionalVAE(VAE):
 
     conditional = True
 
+    _parameter_constraints = {**VAE._parameter_constraints, "condition": [str]}
+
     def __init__(
         self,
         latent_dim: int = 2,

@@ -30,6 +30,7 @@ from ..nn.networks import GATED, MLP, ConvDecoder, ConvEncoder, activation
 from ..objectives import ImportanceWeightedBound
 from ..validation import check_choice, check_hidden, check_int
 from .iwae import BoundScoreMixin
+from . import constraints
 from .registry import register
 from .vae import VAE
 from .vamp import PseudoInputsMixin
@@ -81,6 +82,9 @@ class HierarchicalVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
     >>> hvae.transform(X[:5]).shape, hvae.sample(3, seed=0).shape
     ((5, 6), (3, 64))
     """
+
+    _parameter_constraints = {**VAE._parameter_constraints, "latent_dim2": [None, *constraints.POSITIVE_INT],
+                              "prior": [str], "n_pseudo_inputs": constraints.POSITIVE_INT, "k": constraints.POSITIVE_INT}
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ import torch
 from ..errors import ConfigError
 from ..objectives import ImportanceWeightedBound, iw_bound
 from ..validation import check_float, check_int
+from . import constraints
 from .registry import register
 from .vae import VAE
 
@@ -111,6 +112,8 @@ class IWAE(BoundScoreMixin, VAE):
     >>> iwae.score_samples(X[:3], k=50).shape
     (3,)
     """
+
+    _parameter_constraints = {**VAE._parameter_constraints, "k": constraints.POSITIVE_INT}
 
     def __init__(
         self,

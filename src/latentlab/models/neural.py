@@ -63,6 +63,7 @@ class NeuralModel(LatentModel):
         )
 
     def _validate_params(self) -> None:
+        super()._validate_params()
         check_int(self.latent_dim, "latent_dim")
         check_hidden(self.hidden, "hidden")
         check_hidden(self.channels, "channels")

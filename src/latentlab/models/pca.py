@@ -8,6 +8,7 @@ import torch
 
 from ..validation import check_int, iter_chunks
 from ..errors import ConfigError, DataError
+from . import constraints
 from .base import LatentModel
 from .registry import register
 
@@ -114,6 +115,7 @@ class PCA(LatentModel):
     """
 
     _fitted_attr = "components_"
+    _parameter_constraints = {"latent_dim": constraints.POSITIVE_INT, "whiten": ["boolean"], **constraints.SCALE}
 
     def __init__(self, latent_dim: int = 2, whiten: bool = False, scale=None):
         self.latent_dim = latent_dim
@@ -128,6 +130,7 @@ class PCA(LatentModel):
 
     def fit(self, X, y=None):
         """Fit on X of shape (n_samples, n_features) or images (n, H, W) / (n, C, H, W)."""
+        self._validate_params()
         k = check_int(self.latent_dim, "latent_dim")
         A = self._check_X(X, reset=True, min_samples=2)
         dtype = np.dtype(self._dtype_for(X))

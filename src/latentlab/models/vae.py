@@ -19,6 +19,7 @@ from ..nn.distributions import LIKELIHOODS, make_likelihood
 from ..nn.modules import VAEModule
 from ..objectives import ELBO, elbo_terms
 from ..validation import check_choice, check_int
+from . import constraints
 from .neural import NeuralModel
 from .registry import register
 
@@ -79,6 +80,8 @@ class VAE(NeuralModel):
     >>> vae.transform(X).shape, vae.sample(5, seed=0).shape
     ((1797, 2), (5, 64))
     """
+
+    _parameter_constraints = {**constraints.NETWORK, **constraints.VAE_TERMS, **constraints.SCALE, **constraints.TRAINING}
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from ..nn.modules import VampPrior, VampPriorVAEModule
 from ..objectives import ImportanceWeightedBound
 from ..validation import check_int
 from .iwae import BoundScoreMixin
+from . import constraints
 from .registry import register
 from .vae import VAE
 
@@ -95,6 +96,9 @@ class VampPriorVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
     >>> vamp.sample(3, seed=0).shape, vamp.module_.prior.pseudo_inputs.shape
     ((3, 64), torch.Size([20, 64]))
     """
+
+    _parameter_constraints = {**VAE._parameter_constraints, "n_pseudo_inputs": constraints.POSITIVE_INT,
+                              "k": constraints.POSITIVE_INT}
 
     def __init__(
         self,
