@@ -14,8 +14,8 @@ __all__ = [
     "UnknownParameterError",
     "CheckpointError",
     "DivergenceError",
-    "NotFittedError",
-    "InvalidParameterError",
+    "NotFittedError",  # noqa: F822 (made on first use, see __getattr__)
+    "InvalidParameterError",  # noqa: F822
     "DistributedError",
 ]
 
