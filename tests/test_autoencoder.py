@@ -63,11 +63,11 @@ def test_conv_needs_images(digits):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"latent_dim": 0}, "latent_dim must be an integer >= 1"),
+        ({"latent_dim": 0}, r"The 'latent_dim' parameter of Autoencoder must be an int in the range \[1, inf\)"),
         ({"hidden": (32, -4)}, "each size in hidden must be an integer >= 1"),
-        ({"lr": -1.0}, r"lr must be a number in \(0"),
-        ({"epochs": 0}, "epochs must be an integer >= 1"),
-        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"lr": -1.0}, r"The 'lr' parameter of Autoencoder must be a float in the range \(0.0, inf\)"),
+        ({"epochs": 0}, r"The 'epochs' parameter of Autoencoder must be an int in the range \[1, inf\)"),
+        ({"batch_size": 0}, r"The 'batch_size' parameter of Autoencoder must be an int in the range \[1, inf\)"),
         ({"activation": "swish"}, "activation must be one of"),
         ({"loss": "l1"}, "loss must be one of"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
