@@ -151,19 +151,22 @@ def test_report_examples_are_random_rows_of_the_test_split(tmp_path, sorted_digi
 
 
 # --------------------------------------------------------------------------- the comparison's notes
-def test_compare_names_the_feature_space_it_used(tmp_path, capsys, sorted_digits):
-    path, _, _ = sorted_digits
-    args = ["compare", "--data", path, "--epochs", "1", "--hidden", "16", "--eval-k", "5", "--out"]
+def test_compare_names_the_feature_space_it_used(tmp_path, capsys, sorted_digits, monkeypatch):
+    _, X, y = sorted_digits
+    monkeypatch.setattr("latentlab.report.write_report", lambda out, runs, **kw: out / "index.html")  # figures: not here
+    np.save(tmp_path / "x.npy", X[::3])  # 200 rows: 180 train, 20 test
+    np.save(tmp_path / "y.npy", y[::3])
+    args = ["compare", "--data", tmp_path / "x.npy", "--epochs", "1", "--hidden", "8", "--eval-k", "2", "--out"]
     out, _ = run(capsys, *args, tmp_path / "pca")  # no labels: the data's principal components
     assert "principal components (pca, " in out and "digit" not in out and "classifier" not in out
-    assert "split: random rows held out: 60 test" in out
-    out, _ = run(capsys, *args, tmp_path / "clf", "--labels", path.parent / "sorted_y.npy")
+    assert "split: random rows held out: 20 test" in out
+    out, _ = run(capsys, *args, tmp_path / "clf", "--labels", tmp_path / "y.npy")
     assert "a classifier " in out and "trained on the training labels" in out and "digit" not in out
     info = json.loads((tmp_path / "clf" / "vae" / "run.json").read_text())
-    assert info["config"]["labels"] == str((path.parent / "sorted_y.npy").resolve())
+    assert info["config"]["labels"] == str((tmp_path / "y.npy").resolve())
     # the report reopens the runs with their labels (the latent scatter is coloured by them)
     reopened = api.open_run(tmp_path / "clf" / "vae")
-    assert reopened.test.target is not None and len(reopened.test.target) == 60
+    assert reopened.test.target is not None and len(reopened.test.target) == 20
 
 
 # --------------------------------------------------------------------------- --labels in every syntax
