@@ -16,7 +16,7 @@ from latentlab import PCA, VAE, Autoencoder, ConditionalVAE, api
 from latentlab.cli import main
 from latentlab.datasets import load_digits
 from latentlab.errors import ConfigError
-from latentlab.explorer import decoder_program, explore, Unsupported
+from latentlab.explorer import DECODERS, Unsupported, decoder_program, explore
 
 CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -216,6 +216,9 @@ def test_pca_of_a_table_shows_a_table(browser, tmp_path):
 
 
 def test_explore_from_the_command_line(tmp_path, capsys):
+    from latentlab.cli.parser import EXPLORE_DECODERS
+
+    assert EXPLORE_DECODERS == DECODERS
     run = api.fit(api.RunConfig("vae", "digits", {"latent_dim": 2, "hidden": (16,), "epochs": 2, "verbose": False}),
                   tmp_path / "vae")
     assert main(["explore", str(run.path), "--json"]) == 0
@@ -227,3 +230,7 @@ def test_explore_from_the_command_line(tmp_path, capsys):
     assert state["n_points"] == 180 and state["program"]["mode"] == "weights" and len(state["label_names"]) == 10
     assert main(["explore", str(run.path), "--dims", "0,5"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["explore", str(run.path), "--decoder", "grid", "--grid", "1"]) == 2
+    assert "grid must be an integer >= 2" in capsys.readouterr().err
+    assert main(["explore", str(run.path), "--decoder", "grid", "--grid", "5", "--out", str(tmp_path / "g.html")]) == 0
+    assert '"mode": "grid"' in (tmp_path / "g.html").read_text()

@@ -52,6 +52,7 @@ from .models.registry import model_name
 from .nn.distributions import Bernoulli, ContinuousBernoulli, Gaussian
 from .nn.networks import ConvDecoder, Gated
 from .runs import Run, condition_of, default_split, model_input, open_run, pick
+from .validation import check_int
 
 __all__ = ["explore", "decoder_program", "DECODERS", "Unsupported"]
 
@@ -179,9 +180,9 @@ def _decode(model: LatentModel, Z: np.ndarray, c: np.ndarray | None) -> np.ndarr
 
 def _grid_program(model, dims, lo, hi, base, cond, n: int) -> dict[str, Any]:
     F = int(model.n_features_in_)
-    if n < 2 or n * n * F > _MAX_GRID_VALUES:
+    if n * n * F > _MAX_GRID_VALUES:
         raise ConfigError(f"grid={n}: a grid of {n} x {n} decodes of {F} values each does not fit the page "
-                          f"(at most {_MAX_GRID_VALUES:,} values); choose a grid of 2 or more and below "
+                          f"(at most {_MAX_GRID_VALUES:,} values); choose a grid of at most "
                           f"{int((_MAX_GRID_VALUES / F) ** 0.5)}.")
     i, j = dims
     xs, ys = np.linspace(lo[i], hi[i], n), np.linspace(lo[j], hi[j], n)
@@ -310,7 +311,7 @@ def _source(source, data, split, X, y, labels, image_shape, feature_names):
         ds = pick(run, split)
         shape = image_shape or ds.image_shape or (run.info.get("data") or {}).get("image_shape")
         return (model, run.path, model_input(model, ds), condition_of(model, ds), ds.target if labels is None else labels,
-                shape, feature_names or ds.feature_names, ds.kind, f"{split} split of {ds.name or 'its data'}")
+                shape, feature_names or ds.feature_names, ds.kind, f"the {split} split of {ds.name or 'its data'}")
     if not isinstance(source, LatentModel):
         raise ConfigError(f"explore takes a run directory, a Run or a fitted latentlab estimator, got {type(source).__name__}.")
     shape = image_shape or (source.input_shape_ if len(getattr(source, "input_shape_", ())) >= 2 else None)
@@ -345,7 +346,7 @@ def _program(model, decoder: str, grid: int, dims, lo, hi, base, cond) -> dict[s
             reason = str(exc)
     else:
         reason = "asked for"
-    prog = _grid_program(model, dims, lo, hi, base, cond, int(grid))
+    prog = _grid_program(model, dims, lo, hi, base, cond, grid)
     prog["reason"] = reason
     return prog
 
@@ -376,6 +377,7 @@ def explore(source, out: str | Path | None = None, *, data: str | None = None, s
     -------
     Path of the page.
     """
+    max_points, grid = check_int(max_points, "max_points"), check_int(grid, "grid", low=2)
     model, run_path, X, y, labels, shape, names, kind, what = _source(source, data, split, X, y, labels, image_shape, feature_names)
     model._check_is_fitted()
     if out is None:
@@ -384,7 +386,7 @@ def explore(source, out: str | Path | None = None, *, data: str | None = None, s
         out = Path(run_path) / "explore.html"
     K = int(model.code_size)
     dims = _check_dims(dims, K)
-    codes, lab, lab_names, Xflat = _points(model, X, y, labels, int(max_points), seed)
+    codes, lab, lab_names, Xflat = _points(model, X, y, labels, max_points, seed)
     cond_info = _condition_info(model, y)
     prior = _prior_draws(model, cond_info)
     lo, hi = _ranges(codes, prior, K)

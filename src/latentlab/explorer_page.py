@@ -25,7 +25,7 @@ h1{font-size:20px;margin:0 0 4px}
 #legend span{display:inline-block;margin:2px 10px 2px 0;white-space:nowrap}
 #legend i{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:4px;vertical-align:-1px}
 #out{image-rendering:pixelated;image-rendering:crisp-edges;border:1px solid #c9d1d9;background:#000}
-#readout{margin:10px 0;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;max-width:420px;word-break:break-all}
+#readout{margin:10px 0;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;max-width:420px;overflow-wrap:anywhere}
 #warn{margin:6px 0;padding:6px 8px;border-radius:4px;background:#fff4e5;color:#8a4b00;display:none;max-width:420px}
 .slider{display:grid;grid-template-columns:64px 1fr 70px;align-items:center;gap:8px;margin:3px 0;max-width:420px}
 .slider input{width:100%}
@@ -397,8 +397,10 @@ function buildCondition() {
       row.className = "slider"; lab.textContent = "y" + j; inp.type = "range"; inp.id = "cond" + j;
       inp.min = l; inp.max = C.hi[j] > l ? C.hi[j] : l + 1; inp.step = (inp.max - inp.min) / 1000; inp.value = c[j];
       inp.disabled = P.mode === "grid";
-      inp.addEventListener("input", () => { c[j] = parseFloat(inp.value); update(); });
-      row.append(lab, inp, document.createElement("output")); box.appendChild(row);
+      const out = document.createElement("output");
+      out.textContent = (+inp.value).toFixed(3);
+      inp.addEventListener("input", () => { c[j] = parseFloat(inp.value); out.textContent = c[j].toFixed(3); update(); });
+      row.append(lab, inp, out); box.appendChild(row);
     });
   }
 }
@@ -421,7 +423,7 @@ function notes() {
       S.names[P.dims[1]] + " (the other dimensions at the codes' median), computed by latentlab when the page was written " +
       "and embedded in it; the point snaps to the nearest grid point. Why: " + P.reason + ".");
   }
-  if (S.n_points) p.push("Points: the codes of " + S.n_points + " rows of the " + S.what + ". The shading is a kernel density " +
+  if (S.n_points) p.push("Points: the codes of " + S.n_points + " rows of " + S.what + ". The shading is a kernel density " +
     "estimate of them (Scott's bandwidth)" + (K > 2 ? ", projected onto the pad's two dimensions: with more than two, the codes' other dimensions are not at the sliders' values" : "") + ".");
   if (S.prior) p.push("Dashed: one and two standard deviations of the model's prior" + (S.prior.standard ? ", N(0, I)" : " (from draws of it)") + ".");
   if (S.no_prior) p.push("This model has no prior: nothing in its training makes the decoder produce data-like output away from " +

@@ -205,24 +205,28 @@ def _add_use_commands(sub, common) -> None:
 
 
 
+#: latentlab.exporter.FORMATS and latentlab.explorer.DECODERS, named here so that building the parser
+#: imports neither (tests/test_export.py and tests/test_explore.py check that they agree).
+EXPORT_FORMATS = ("onnx", "torchscript")
+EXPLORE_DECODERS = ("auto", "weights", "grid")
+
+
 def _add_export(sub, common) -> None:
     """latentlab export RUN: the encoder and the decoder as ONNX or TorchScript files."""
-    from ..exporter import FORMATS, MANIFEST
-
     fmt = argparse.RawDescriptionHelpFormatter
     ex = sub.add_parser("export", parents=[common], help="write the encoder and the decoder as ONNX or TorchScript",
                         formatter_class=fmt,
                         description="Write the run's encoder and decoder as two files (encoder.onnx and decoder.onnx, or "
-                        f".pt for TorchScript) and {MANIFEST}, which names their inputs and outputs with shapes. The data "
+                        ".pt for TorchScript) and export.json, which names their inputs and outputs with shapes. The data "
                         "scaling is folded in: the encoder takes the data as you have it, (batch, *input shape) float32, "
                         "and returns the codes (posterior means for the VAE family; --logvar adds their log-variances); "
                         "the decoder returns E[x|z] in the data's units (for a Bernoulli decoder, probabilities). The "
                         "batch dimension is dynamic. A conditional VAE takes its condition as a second input y: one-hot "
-                        f"rows in the order of the classes in {MANIFEST} (or the side inputs).",
+                        "rows in the order of the classes in export.json (or the side inputs).",
                         epilog="examples:\n  latentlab export runs/vae                       # runs/vae/export/{encoder,decoder}.onnx\n"
                         "  latentlab export runs/vae --format torchscript --out vae-ts   # torch.jit.load('vae-ts/encoder.pt')")
     ex.add_argument("run_dir", metavar="RUN_DIR")
-    ex.add_argument("--format", choices=list(FORMATS), default="onnx", help="file format (default: %(default)s)")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="file format (default: %(default)s)")
     ex.add_argument("--out", metavar="DIR", default=None, help="folder to write (default: RUN_DIR/export)")
     ex.add_argument("--logvar", action="store_true", help="VAE family: the encoder also returns the posterior log-variances")
     ex.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset version (default: the exporter's)")
@@ -231,7 +235,6 @@ def _add_export(sub, common) -> None:
 
 def _add_explore(sub, common) -> None:
     """latentlab explore RUN: the interactive latent-space page."""
-    from ..explorer import DECODERS
     from ..runs import SPLITS
 
     fmt = argparse.RawDescriptionHelpFormatter
@@ -252,7 +255,7 @@ def _add_explore(sub, common) -> None:
                     help="which rows are shown as points (default: test; for another --data without a test split, all)")
     _condition_options(ep)
     ep.add_argument("--dims", metavar="I,J", default=None, help="the two latent dimensions the pad starts on (default: 0,1)")
-    ep.add_argument("--decoder", choices=DECODERS, default="auto",
+    ep.add_argument("--decoder", choices=EXPLORE_DECODERS, default="auto",
                     help="decode from the embedded weights, or from a grid of decodes; auto: the weights where every "
                     "layer is known (default: %(default)s)")
     ep.add_argument("--grid", type=int, default=24, metavar="N", help="points per side of that grid (default: %(default)s)")
