@@ -22,6 +22,8 @@ _LAZY = {
     "report": "latentlab.report",
     "evaluation": "latentlab.evaluation",
     "TrainConfig": "latentlab.config",
+    "export": "latentlab.exporter",
+    "explore": "latentlab.explorer",
     "load": "latentlab.models",
     "LatentlabError": "latentlab.errors",
     "DataError": "latentlab.errors",

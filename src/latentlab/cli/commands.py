@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 from .options import UsageError, given_params
 
-__all__ = ["cmd_fit", "cmd_evaluate", "cmd_encode", "cmd_reconstruct", "cmd_sample", "cmd_interpolate", "cmd_compare", "cmd_report", "cmd_demo"]
+__all__ = ["cmd_fit", "cmd_evaluate", "cmd_encode", "cmd_reconstruct", "cmd_sample", "cmd_interpolate", "cmd_export",
+           "cmd_explore", "cmd_compare", "cmd_report", "cmd_demo"]
 
 
 def _fmt(v: Any) -> str:
@@ -217,6 +218,39 @@ def cmd_interpolate(args, argv) -> int:
     shape = _shape(P)
     _emit(args, {"out": args.out, "shape": shape, "split": args.split, "how_split": run.info.get("split")},
           lambda: print(f"wrote {len(P)} interpolation steps to {args.out}\n{_split_text(run, args.split)}"))
+    return 0
+
+
+def _shape(spec) -> str:
+    return "(" + ", ".join(str(s) for s in spec["shape"]) + ")"
+
+
+def cmd_export(args, argv) -> int:
+    from ..exporter import MANIFEST, export
+
+    info = export(args.run_dir, args.out, args.format, logvar=args.logvar, opset=args.opset)
+
+    def human():
+        print(f"wrote {info['encoder']['file']} and {info['decoder']['file']} to {info['path']} ({info['exporter']}); "
+              f"{MANIFEST} describes them:")
+        for part in ("encoder", "decoder"):
+            ins = ", ".join(f"{s['name']} {_shape(s)}" for s in info[part]["inputs"])
+            outs = ", ".join(f"{s['name']} {_shape(s)}" for s in info[part]["outputs"])
+            print(f"  {part}: {ins} -> {outs}")
+        if info["condition"] is not None:
+            print(f"  y: {info['condition']['encoding']}")
+
+    _emit(args, info, human)
+    return 0
+
+
+def cmd_explore(args, argv) -> int:
+    from ..explorer import explore
+
+    run = _open(args)
+    path = explore(run, args.out, split=args.split, dims=args.dims, decoder=args.decoder, grid=args.grid,
+                   max_points=args.max_points)
+    _emit(args, {"page": str(path)}, lambda: print(path))
     return 0
 
 
