@@ -179,7 +179,7 @@ def _decode(model: LatentModel, Z: np.ndarray, c: np.ndarray | None) -> np.ndarr
 
 
 def _grid_program(model, dims, lo, hi, base, cond, n: int) -> dict[str, Any]:
-    F = int(model.n_features_in_)
+    F = int(np.prod(model.input_shape_))  # features of one example as the model computes (a table: encoded)
     if n * n * F > _MAX_GRID_VALUES:
         raise ConfigError(f"grid={n}: a grid of {n} x {n} decodes of {F} values each does not fit the page "
                           f"(at most {_MAX_GRID_VALUES:,} values); choose a grid of at most "
@@ -401,7 +401,7 @@ def explore(source, out: str | Path | None = None, *, data: str | None = None, s
         "prior": None if prior is None else {"mean": prior.mean(0).tolist(), "std": prior.std(0).tolist(),
                                              "standard": "closed_form_kl" in model.capabilities},
         "no_prior": not model.capabilities & {"prior", "exact_likelihood"},
-        "display": _display(Xflat, shape, kind, names, int(model.n_features_in_)), "program": program,
+        "display": _display(Xflat, shape, kind, names, int(np.prod(model.input_shape_))), "program": program,
     }
     blob = json.dumps(state, allow_nan=False).replace("</", "<\\/")
     page = PAGE.replace("__TITLE__", html.escape(state["title"])).replace("__STATE__", blob)

@@ -313,7 +313,7 @@ class NeuralModel(LatentModel):
         cond_dim = int(self.n_cond_) if self.conditional else 0
         output = "code" if not posterior else ("mean_logvar" if logvar else "mean")
         off, fac = self.scale_offset_, self.scale_factor_
-        enc = DataEncoder(EncodeOf(m), self.n_features_in_, self._module_shape(), off, fac, output, bool(cond_dim))
+        enc = DataEncoder(EncodeOf(m), self._n_model_features, self._module_shape(), off, fac, output, bool(cond_dim))
         dec = DataDecoder(m.decoder, self.input_shape_, off, fac, getattr(m, "likelihood", None), cond_dim)
         return enc.eval(), dec.eval()
 

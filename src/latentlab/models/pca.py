@@ -225,7 +225,8 @@ class PCA(LatentModel):
         mean = self.mean_.astype(np.float64)
         enc = linear(W / s[:, None], -(W @ mean) / s)
         dec = linear((W * s[:, None]).T, mean)
-        F, shape = self.n_features_in_, (self.n_features_in_,)
+        F = self._n_model_features
+        shape = (F,)
         return (DataEncoder(enc, F, shape, self.scale_offset_, self.scale_factor_).eval(),
                 DataDecoder(dec, self.input_shape_, self.scale_offset_, self.scale_factor_).eval())
 
