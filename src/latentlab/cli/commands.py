@@ -55,7 +55,7 @@ def _is_table(T) -> bool:
     return bool(getattr(getattr(T, "dtype", None), "names", None)) or hasattr(T, "columns")
 
 
-def _shape(T) -> list[int]:
+def _rows_shape(T) -> list[int]:
     """[rows, columns] of an array or a table."""
     return [len(T), len(T.columns) if hasattr(T, "columns") else len(T.dtype.names)] if _is_table(T) else list(T.shape)
 
@@ -168,7 +168,7 @@ def cmd_reconstruct(args, argv) -> int:
         shape = [len(grid) // 2, R.shape[1]]
     else:
         write_array(args.out, R, columns=_columns(run))
-        shape = _shape(R)
+        shape = _rows_shape(R)
     _emit(args, {"out": args.out, "shape": shape, "split": split, "how_split": run.info.get("split")},
           lambda: print(f"wrote {shape[0]} reconstructions to {args.out}\n{_split_text(run, split)}"))
     return 0
@@ -193,7 +193,7 @@ def cmd_sample(args, argv) -> int:
     if no_prior and not getattr(args, "json", False):
         print(f"note: an {type(run.model).__name__} has no prior: these decode z ~ N(0, I), which it was never "
               "trained to map to data.", file=sys.stderr)
-    obj: dict[str, Any] = {"out": args.out, "shape": _shape(S)}
+    obj: dict[str, Any] = {"out": args.out, "shape": _rows_shape(S)}
     text = f"wrote {S.shape[0]} samples to {args.out}"
     if y is not None and y.ndim == 1:
         import numpy as np
@@ -215,7 +215,7 @@ def cmd_interpolate(args, argv) -> int:
 
     P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split, label=args.label)
     write_array(args.out, P, image_shape=_image_shape(run), ncols=args.steps, columns=_columns(run))
-    shape = _shape(P)
+    shape = _rows_shape(P)
     _emit(args, {"out": args.out, "shape": shape, "split": args.split, "how_split": run.info.get("split")},
           lambda: print(f"wrote {len(P)} interpolation steps to {args.out}\n{_split_text(run, args.split)}"))
     return 0
