@@ -16,6 +16,8 @@ __all__ = [
     "DivergenceError",
     "NotFittedError",
     "DistributedError",
+    "RunInUseError",
+    "Terminated",
 ]
 
 from sklearn.exceptions import NotFittedError as _SkNotFitted
@@ -55,3 +57,14 @@ class NotFittedError(LatentlabError, _SkNotFitted):
 
 class DistributedError(LatentlabError, RuntimeError):
     """A process of a torchrun job lost contact with the others (one died or stalled)."""
+
+
+class RunInUseError(LatentlabError, RuntimeError):
+    """A run folder is being written by another process (its lock is held)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``timeout`` send), handled as Ctrl-C is: training writes a
+    checkpoint first; the command line exits with status 143."""
+
+    signum = 15

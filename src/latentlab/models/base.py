@@ -12,6 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,12 +23,14 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
 from ..errors import CheckpointError, DataError, NotFittedError, UnknownParameterError
-from ..io import atomic_write_text, jsonable, save_tensors
+from ..io import atomic_write_bytes, atomic_write_text, fsync_dir, jsonable, tensor_bytes
 
-__all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT"]
+__all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT", "PENDING_WEIGHTS"]
 
 #: The version of the saved-model format (config.json + model.safetensors) this latentlab writes and reads.
 MODEL_FORMAT = 1
+#: The weights of a save in progress (see :meth:`LatentModel.save`).
+PENDING_WEIGHTS = ".model.safetensors.pending"
 SCALES = (None, "standard", "minmax")
 
 #: What a fitted model can be measured by (``model.capabilities``); the evaluation asks, so a model
@@ -259,6 +262,11 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Generate ``n`` examples, (n, *input_shape): decoded latent points from ``sampler``
         (see :meth:`sample_latent`). Same seed, same samples. With ``return_latent`` also the
         latent points, (n, code_size)."""
+        from ..limits import check_output, check_seed
+
+        seed = check_seed(seed)
+        self._check_is_fitted()
+        check_output(check_int(n, "n"), self.n_features_in_, f"{type(self).__name__}.sample", "n")
         Z = self.sample_latent(n, y, seed=seed, sampler=sampler)
         X = self.inverse_transform(Z, y)
         return (X, Z) if return_latent else X
@@ -267,7 +275,11 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Decode the straight line between the codes of two examples in ``steps`` points, ends
         included: (steps, *input_shape). ``y`` (conditional models): the two examples' conditions;
         ``y_path``: one condition to decode the whole line under."""
+        from ..limits import check_output
+
         steps = check_int(steps, "steps", low=2)
+        self._check_is_fitted()
+        check_output(steps, self.n_features_in_, f"{type(self).__name__}.interpolate", "steps")
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         za, zb = self.transform(np.stack([np.asarray(x_start), np.asarray(x_end)]), y)
         Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
@@ -306,11 +318,22 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                     f"the saved {name} has shape {v.shape}, but the model has {F} features; "
                     "config.json is damaged: save the model again."
                 )
+            if v is not None and not (np.isfinite(v).all() and (name == "scale_offset" or (v > 0).all())):
+                bad = v[~np.isfinite(v) | (v <= 0)] if name == "scale_factor" else v[~np.isfinite(v)]
+                need = "finite numbers > 0" if name == "scale_factor" else "finite numbers"
+                raise CheckpointError(
+                    f"the saved {name} holds {bad[0]!r} ({len(bad)} bad value(s)); it must hold {need} (the data's "
+                    "scale), else every code is non-finite: config.json is damaged: save the model again."
+                )
 
     def save(self, path: str | Path) -> Path:
         """Save to a directory: ``model.safetensors`` (weights) and ``config.json`` (settings,
-        data scaling, history, library version). Each file is written atomically; loading never
-        unpickles. Under torchrun only rank 0 writes. Returns the directory.
+        data scaling, history, library version), as a unit: the weights go to
+        ``.model.safetensors.pending`` first, then ``config.json`` (which names their checksum) is
+        written, then the weights are renamed into place, each step atomic. A crash at any point
+        leaves a loadable model, the old one or the new (:func:`latentlab.load` reads the pending
+        weights when the checksum says they are the model's). Loading never unpickles. Under
+        torchrun only rank 0 writes. Returns the directory.
         """
         from ..training.distributed import is_main_process
 
@@ -320,8 +343,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             return path
         state, tensors = self._state()
         path.mkdir(parents=True, exist_ok=True)
-        save_tensors(path / "model.safetensors", tensors)
-        digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+        weights = tensor_bytes(tensors)
+        digest = hashlib.sha256(weights).hexdigest()
+        pending = path / PENDING_WEIGHTS
+        atomic_write_bytes(pending, weights)
         params = {k: jsonable(v) for k, v in self.get_params(deep=False).items()}
         config = {
             "format": "latentlab-model",
@@ -333,4 +358,6 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "weights_sha256": digest,
         }
         atomic_write_text(path / "config.json", json.dumps(config, indent=2, allow_nan=True))
+        os.replace(pending, path / "model.safetensors")
+        fsync_dir(path)
         return path
