@@ -22,6 +22,8 @@ __all__ = [
 
 from sklearn.exceptions import NotFittedError as _SkNotFitted
 
+from .interrupts import Terminated  # noqa: F401 (public here too)
+
 
 class LatentlabError(Exception):
     """Base class of every error latentlab raises on purpose."""
@@ -62,9 +64,3 @@ class DistributedError(LatentlabError, RuntimeError):
 class RunInUseError(LatentlabError, RuntimeError):
     """A run folder is being written by another process (its lock is held)."""
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (what schedulers and ``timeout`` send), handled as Ctrl-C is: training writes a
-    checkpoint first; the command line exits with status 143."""
-
-    signum = 15

@@ -374,6 +374,8 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     if own and labels is None and label_column is None and config is not None:
         labels, label_column = config.labels, config.label_column
     ds = load_dataset(source, labels=labels, label_column=label_column)
+    if ds.info.get("missing"):  # a table's empty cell, named by its line in the file
+        raise DataError(ds.info["missing"])
     if data is not None and data != (config.data if config else None):
         parts = split_data(ds, 0.0)
     else:
@@ -428,6 +430,8 @@ def check_data(ds: Dataset) -> None:
     throw the training away. Rows are counted in the source (or in its split), from 0."""
     parts = [(f"the data {ds.name}", ds)] + [(f"the {s} split of {ds.name}", ds.splits[s]) for s in ("valid", "test") if s in ds.splits]
     for what, part in parts:
+        if part.info.get("missing"):  # a table's empty cell, named by its line in the file
+            raise DataError(part.info["missing"])
         check_finite(part.data, name=what)
         y = part.target
         if y is not None and np.asarray(y).dtype.kind == "f":

@@ -21,6 +21,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from ..interrupts import Terminated
+
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from typing import Sequence
@@ -87,8 +89,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _terminate(signum, frame):
-    from ..errors import Terminated
-
     raise Terminated()
 
 
@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     SIGTERM is handled as Ctrl-C is (exit status 143 instead of 130) while the command runs; the
     signal handlers are restored when it returns.
     """
+    _INTERRUPTED.clear()
     main_thread = threading.current_thread() is threading.main_thread()
     old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     tag = ""
@@ -120,9 +121,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # before or after _main's own handler
         return _interrupted(exc, tag)
     finally:
+        if argv is None and sys.exc_info()[0] is None and _INTERRUPTED:
+            # The process's own command was interrupted and has said so: its files are written, and
+            # it ends now with its status, so that no later Ctrl-C, and no interpreter shutdown
+            # after an import that a signal cut short, turns status 130/143 into a death by signal.
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(_INTERRUPTED[-1])
         for sig, handler in old.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+_INTERRUPTED: list[int] = []  # the status of an interrupted command, for main's exit
 
 
 def _interrupted(exc: BaseException, tag: str) -> int:
@@ -134,7 +146,8 @@ def _interrupted(exc: BaseException, tag: str) -> int:
         what = "terminated (SIGTERM)" if term else "interrupted"
         print(f"latentlab: {what} (a checkpoint was written if training; continue with 'latentlab fit --resume RUN_DIR').",
               file=sys.stderr)
-    return 143 if term else 130
+    _INTERRUPTED.append(143 if term else 130)
+    return _INTERRUPTED[-1]
 
 
 def _main(argv: Sequence[str] | None = None, tag: str = "") -> int:

@@ -168,9 +168,9 @@ def _read_rows(path: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
     return rows, lines
 
 
-def _check_cells(path: Path, rows: list, lines: list, names: list[str], header: bool) -> None:
-    """A DataError for an empty column (a trailing separator), or an empty or non-finite cell,
-    naming the line of the file and the column."""
+def _check_cells(path: Path, rows: list, lines: list, names: list[str], header: bool) -> str | None:
+    """A DataError for an empty column (a trailing separator); for empty or non-finite cells, the
+    message that names the first one's line in the file and its column (None if there is none)."""
     width = len(names)
     for j in range(width):
         if all(not r[j].strip() for r in rows):
@@ -179,21 +179,22 @@ def _check_cells(path: Path, rows: list, lines: list, names: list[str], header: 
             raise DataError(f"{path}: {where} is empty on every line{hint}.")
     bad = [(lines[i], j, c.strip()) for i, r in enumerate(rows) for j, c in enumerate(r)
            if not c.strip() or c.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")]
-    if bad:
-        line, j, c = bad[0]
-        what = "is empty" if not c else f"holds {c!r}"
-        more = f" ({len(bad)} such cells in all, on lines {', '.join(str(b[0]) for b in bad[:5])}{', ...' if len(bad) > 5 else ''})" if len(bad) > 1 else ""
-        raise DataError(
-            f"{path}: line {line}, column {names[j]!r} {what}{more}; latentlab needs a finite number in every cell: "
-            "fill them in (impute), or remove those rows."
-        )
+    if not bad:
+        return None
+    line, j, c = bad[0]
+    what = "is empty" if not c else f"holds {c!r}"
+    more = f" ({len(bad)} such cells in all, on lines {', '.join(str(b[0]) for b in bad[:5])}{', ...' if len(bad) > 5 else ''})" if len(bad) > 1 else ""
+    return (f"{path}: line {line}, column {names[j]!r} {what}{more}; latentlab needs a finite number in every cell: "
+            "fill them in (impute), or remove those rows.")
 
 
 def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_column: str | None = None) -> Dataset:
     """A ``.csv`` or ``.tsv`` table of numbers: one example a row. A first row with any
-    non-number is taken as the header. Any column holding text is named in the error; so is an
-    empty or non-finite cell (with its line in the file), a column empty on every line (a trailing
-    separator), and a file separated by another separator than its suffix says.
+    non-number is taken as the header. Any column holding text is named in the error; so is a
+    column empty on every line (a trailing separator), and a file separated by another separator
+    than its suffix says. An empty cell (or nan, inf) is a missing value, NaN in ``data``: the
+    first one's line in the file and its column are in ``info["missing"]``, the message that a
+    fit (:func:`latentlab.runs.check_data`) gives before it starts.
 
     ``label_column`` names a header column that holds labels (numbers or text): it is removed
     from the features and returned as ``target`` (see :func:`labels_from_text`).
@@ -250,7 +251,7 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_c
         raise DataTypeError(
             f"{path} has non-numeric column(s) {cols}{hint}; drop them or encode them as numbers (e.g. one-hot) first."
         )
-    _check_cells(path, rows, lines, names, header is not None)
+    missing = _check_cells(path, rows, lines, names, header is not None)
     if target is not None and target.dtype.kind == "f" and not np.isfinite(target).all():
         i = int(np.argmax(~np.isfinite(target)))
         raise DataError(f"{path}: line {lines[i]}, column {label_column!r} (the labels) holds {target[i]}; give every row a finite label.")
@@ -259,7 +260,10 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_c
         i, j = (int(a[0]) for a in np.nonzero(huge))
         raise DataError(f"{path}: line {lines[i]}, column {names[j]!r} holds {rows[i][j].strip()}, beyond the range of "
                         "32-bit floats (3.4e38) that the models compute in; rescale that column.")
-    return Dataset(data=values.astype(np.float32), target=target, kind="tabular", name=str(path), feature_names=header)
+    ds = Dataset(data=values.astype(np.float32), target=target, kind="tabular", name=str(path), feature_names=header)
+    if missing is not None:
+        ds.info["missing"] = missing  # reported by latentlab.runs.check_data before a fit
+    return ds
 
 
 def load_shards(folder: str | os.PathLike) -> Dataset:
