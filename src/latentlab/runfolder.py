@@ -118,6 +118,7 @@ class RunWriter:
         self.lock = FolderLock(self.out, command)
         self.work = self.out
         self.staged = self.created = self.committed = False
+        self._copied: tuple | None = None
         self._wrote: list[Path] = []
 
     def __enter__(self) -> "RunWriter":
@@ -146,6 +147,7 @@ class RunWriter:
             if work == out and holds_model(out):  # a finished run goes on beside itself
                 self._fresh(st)
                 shutil.copy2(out / "checkpoint.safetensors", st / "checkpoint.safetensors")
+                self._copied = _stamp(st / "checkpoint.safetensors")
                 work = st
             self.staged = work == st
             return work
@@ -185,6 +187,9 @@ class RunWriter:
 
     def _failed(self, exc: BaseException) -> None:
         work = self.work
+        if self.staged and self._copied is not None and _stamp(work / "checkpoint.safetensors") == self._copied:
+            shutil.rmtree(work, ignore_errors=True)  # a resume that went nowhere: nothing new to keep
+            return
         if _has_checkpoint(work):  # kept for fit --resume; run.json says why it stopped
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "diverged" if isinstance(exc, DivergenceError) else "failed"
             try:
@@ -204,6 +209,14 @@ class RunWriter:
                 work.rmdir()
             except OSError:
                 pass
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def swap_in(staging: Path, out: Path) -> None:

@@ -82,6 +82,39 @@ def _checked_init(init):
     return __init__
 
 
+#: Methods whose output size is a parameter: name -> (the parameter, the output's width).
+_BOUNDED = {
+    "sample": ("n", lambda m: m.n_features_in_),
+    "sample_latent": ("n", lambda m: m.code_size),
+    "interpolate": ("steps", lambda m: m.n_features_in_),
+}
+
+
+def _bounded(fn, name: str):
+    """``fn`` (a method of the family) that refuses an output over the limit before allocating it
+    (:func:`latentlab.limits.check_output`), and an out-of-range seed; in every subclass."""
+    param, width = _BOUNDED[name]
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def method(self, *args, **kwargs):
+        from ..limits import check_output, check_seed
+
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError:
+            return fn(self, *args, **kwargs)  # Python's own error for a wrong call
+        size = bound.arguments.get(param)
+        if "seed" in bound.arguments:
+            check_seed(bound.arguments["seed"])
+        if hasattr(self, "n_features_in_") and isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0:
+            check_output(int(size), width(self), f"{type(self).__name__}.{name}", param)
+        return fn(self, *args, **kwargs)
+
+    method._latentlab_bounded = True
+    return method
+
+
 class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: maps X of shape (n, *input_shape) to codes (n, code_size) and back.
 
@@ -120,6 +153,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_latentlab_checked", False):
             cls.__init__ = _checked_init(init)
+        for name in _BOUNDED:
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_latentlab_bounded", False):
+                setattr(cls, name, _bounded(fn, name))
 
     def set_params(self, **params):
         """Set parameters (scikit-learn's ``set_params``); an unknown name is an
@@ -262,11 +299,6 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Generate ``n`` examples, (n, *input_shape): decoded latent points from ``sampler``
         (see :meth:`sample_latent`). Same seed, same samples. With ``return_latent`` also the
         latent points, (n, code_size)."""
-        from ..limits import check_output, check_seed
-
-        seed = check_seed(seed)
-        self._check_is_fitted()
-        check_output(check_int(n, "n"), self.n_features_in_, f"{type(self).__name__}.sample", "n")
         Z = self.sample_latent(n, y, seed=seed, sampler=sampler)
         X = self.inverse_transform(Z, y)
         return (X, Z) if return_latent else X
@@ -275,11 +307,7 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Decode the straight line between the codes of two examples in ``steps`` points, ends
         included: (steps, *input_shape). ``y`` (conditional models): the two examples' conditions;
         ``y_path``: one condition to decode the whole line under."""
-        from ..limits import check_output
-
         steps = check_int(steps, "steps", low=2)
-        self._check_is_fitted()
-        check_output(steps, self.n_features_in_, f"{type(self).__name__}.interpolate", "steps")
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         za, zb = self.transform(np.stack([np.asarray(x_start), np.asarray(x_end)]), y)
         Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
@@ -322,7 +350,7 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 bad = v[~np.isfinite(v) | (v <= 0)] if name == "scale_factor" else v[~np.isfinite(v)]
                 need = "finite numbers > 0" if name == "scale_factor" else "finite numbers"
                 raise CheckpointError(
-                    f"the saved {name} holds {bad[0]!r} ({len(bad)} bad value(s)); it must hold {need} (the data's "
+                    f"the saved {name} holds {float(bad[0])!r} ({len(bad)} bad value(s)); it must hold {need} (the data's "
                     "scale), else every code is non-finite: config.json is damaged: save the model again."
                 )
 
@@ -361,3 +389,7 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         os.replace(pending, path / "model.safetensors")
         fsync_dir(path)
         return path
+
+
+for _name in _BOUNDED:  # the base class's own methods (subclasses' are wrapped by __init_subclass__)
+    setattr(LatentModel, _name, _bounded(LatentModel.__dict__[_name], _name))

@@ -169,7 +169,6 @@ class NeuralModel(LatentModel):
         for chunk in self._scaled_chunks(A):
             self._check_support(chunk)
             top = max(top, float(np.abs(chunk).max(initial=0.0)))
-        self._check_step_size(A.shape[0])
         self._fit_data = A  # for feature_variance() while the module is built
         self._module_shape()  # fail early for conv on flat data
         device = resolve_device(cfg.device)
@@ -190,6 +189,7 @@ class NeuralModel(LatentModel):
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(cfg.seed)
             module = self._build_checked().to(device)
+            self._check_step_size(A.shape[0])
             try:
                 result = train(
                     module,
@@ -222,7 +222,8 @@ class NeuralModel(LatentModel):
     def _build_checked(self) -> nn.Module:
         """``_build_module()``, refused before it allocates when the network would pass the
         parameter limit (:class:`latentlab.limits.ParameterBudget`)."""
-        with ParameterBudget(self._size_settings(), f"a {type(self).__name__} network"):
+        name = type(self).__name__
+        with ParameterBudget(self._size_settings(), f"{'an' if name[0] in 'AEIOU' else 'a'} {name} network"):
             return self._build_module()
 
     def _check_step_size(self, n: int) -> None:
@@ -231,8 +232,9 @@ class NeuralModel(LatentModel):
         samples = int(getattr(self, "mc_samples", 1) or 1) * int(getattr(self, "k", 1) or 1)
         width = max([int(np.prod(self.input_shape_)), *check_hidden(self.hidden), int(self.latent_dim)])
         parts = [f"batch_size={batch}"] + [f"{k}={getattr(self, k)}" for k in ("mc_samples", "k") if hasattr(self, k)]
+        lower = [k for k in ("mc_samples", "k") if hasattr(self, k)] + ["batch_size", "the widest layer (hidden, latent_dim)"]
         check_step(float(batch) * samples * width, " x ".join(parts) + f" x widest layer {width}",
-                   "lower " + " or ".join(k for k in ("mc_samples", "k", "batch_size") if hasattr(self, k)))
+                   "lower " + ", ".join(lower[:-1]) + " or " + lower[-1])
 
     def _scale_cause(self, exc: DivergenceError, top: float) -> DivergenceError:
         """The divergence error, naming the data's scale as the cause when the values the network

@@ -147,8 +147,8 @@ def load(path: str | Path) -> LatentModel:
                                   "(or was saved from a diverged fit): fit it again.")
     try:
         est._restore(config["state"], tensors)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    except (CheckpointError, ConfigError) as exc:  # damaged state, or settings out of bounds (a network too large)
+        raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
         raise CheckpointError(
             f"{path}: the saved state does not fit a {name} with these settings ({type(exc).__name__}: {exc}); "

@@ -256,7 +256,7 @@ class _Loop:
                 if exact and "rng.cpu" in tensors:
                     self.rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
             self.step0 = step0
-        except CheckpointError:
+        except (CheckpointError, ConfigError):
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
             raise damaged(path, f"{type(exc).__name__}: {exc}") from None
