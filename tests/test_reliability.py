@@ -25,22 +25,29 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import latentlab
-from latentlab import PCA, VAE, Autoencoder, api, cli
+from latentlab import PCA, Autoencoder, api, cli
 from latentlab.datasets import load, load_images, load_table
 from latentlab.datasets.labels import load_dataset, read_labels
+from latentlab.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DivergenceError,
+    LatentlabError,
+    RunInUseError,
+)
 from latentlab.evaluation import log_likelihood
-from latentlab.outputs import write_array
-from latentlab.errors import CheckpointError, ConfigError, DataError, DivergenceError, LatentlabError, RunInUseError
 from latentlab.io import FolderLock, file_mode, read_json
+from latentlab.outputs import write_array
 from latentlab.runs import staging_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -458,7 +465,7 @@ def test_resume_honours_lr_epochs_and_patience(tmp_path):
 def test_model_save_is_a_unit_at_every_crash_point(tmp_path, monkeypatch):
     old = PCA(latent_dim=2).fit(GREY)
     new = PCA(latent_dim=2, whiten=True).fit(GREY * 2)
-    import latentlab.models.base as base
+    from latentlab.models import base
 
     def crash(*a, **k):
         raise KeyboardInterrupt

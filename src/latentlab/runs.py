@@ -283,9 +283,9 @@ def write_run_json(run: Run, command, status: str) -> None:
     old = run.path / RUN_FILE
     if old.is_file():
         try:
-            prev = json.loads(old.read_text("utf-8"))
-            info["evaluations"] = prev.get("evaluations", {})
-        except (OSError, json.JSONDecodeError):
+            prev = read_json(old)  # bounded: a damaged or huge run.json is not read whole
+            info["evaluations"] = prev.get("evaluations", {}) if isinstance(prev, dict) else {}
+        except (OSError, CheckpointError):
             pass
     run.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(old, json.dumps(info, indent=2, allow_nan=True))
