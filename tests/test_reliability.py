@@ -153,6 +153,10 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _loader(name):
+    return lambda d: load(d / name)
+
+
 def _fit_cfg(model, data, **params):
     return lambda d: api.fit(api.RunConfig(model, str(d / data) if "/" not in data and data != "digits" else data, params), out=None)
 
@@ -226,7 +230,7 @@ CASES = [
          env={"LATENTLAB_MAX_JSON_MB": "2"}),
     Case("fifo-run-json", lambda d: read_json(d / "fifo.csv"), CheckpointError, r"fifo.csv is a FIFO \(named pipe\), not a regular file"),
     # ---- files that are not files
-    *[Case(f"fifo-{name}", (lambda name: lambda d: load(d / name))(name), DataError,
+    *[Case(f"fifo-{name}", _loader(name), DataError,
            r"is a FIFO \(named pipe\), not a regular file; .*save the data to a file first",
            ["fit", "pca", "--data", f"{{d}}/{name}", "--out", "{d}/o"])
       for name in ("fifo.csv", "fifo.npz", "fifo.npy", "fifo.amat", "t10k-images-idx3-ubyte")],
