@@ -109,6 +109,13 @@ def hostile(tmp_path_factory):
     np.save(d / "nan_labels.npy", np.array([0.0] * 59 + [np.nan]))
     os.mkfifo(d / "fifo_labels.csv")
     (d / "nested.json").write_text(_nested(100_000))
+    np.savez_compressed(d / "zeros.npz", x=np.zeros((1000, 600), np.float32))  # 2.3 MiB once decompressed, a few KiB on disk
+    (d / "semi_labels.csv").write_text("".join(f"{i % 2};{i % 3}\n" for i in range(60)))
+    (d / "long.csv").write_text("a,b\n" + "1,2\n" * 300_000)
+    import gzip
+
+    idx = bytes([0, 0, 8, 2]) + np.array([2000, 600], ">u4").tobytes() + bytes(2000 * 600)
+    (d / "zeros-idx2-ubyte.gz").write_bytes(gzip.compress(idx))
     (d / "shards").mkdir()
     np.save(d / "shards" / "part0.npy", GREY)
 
@@ -238,6 +245,14 @@ CASES = [
          ["fit", "ae", "--data", "{d}/zero.csv", "--out", "{d}/o"]),
     Case("fifo-labels", lambda d: read_labels(d / "fifo_labels.csv"), DataError, r"fifo_labels.csv is a FIFO",
          ["fit", "cvae", "--data", "{d}/grey.npy", "--labels", "{d}/fifo_labels.csv", "--out", "{d}/o"]),
+    Case("npz-bomb", lambda d: load(d / "zeros.npz"), DataError,
+         r"zeros.npz holds arrays of 2.29 MiB once decompressed, above the limit of 1 MiB .*LATENTLAB_MAX_TEXT_MB",
+         ["fit", "pca", "--data", "{d}/zeros.npz", "--out", "{d}/o"], env={"LATENTLAB_MAX_TEXT_MB": "1"}),
+    Case("gzip-bomb", lambda d: load(d / "zeros-idx2-ubyte.gz"), DataError,
+         r"zeros-idx2-ubyte.gz \(decompressed\) is .*above the limit of 1 MiB for a text table",
+         ["fit", "pca", "--data", "{d}/zeros-idx2-ubyte.gz", "--out", "{d}/o"], env={"LATENTLAB_MAX_TEXT_MB": "1"}),
+    Case("csv-over-limit", lambda d: load(d / "long.csv"), DataError, r"long.csv is 1.14 MiB, above the limit of 1 MiB .*save it as .npy",
+         ["fit", "pca", "--data", "{d}/long.csv", "--out", "{d}/o"], env={"LATENTLAB_MAX_TEXT_MB": "1"}),
     Case("image-bomb", lambda d: load_images(d / "bomb"), DataError,
          r"a.png (is 100000x100000 pixels|decodes to an image too large).*LATENTLAB_MAX_IMAGE_PIXELS",
          ["fit", "pca", "--data", "{d}/bomb", "--out", "{d}/o"]),
@@ -269,6 +284,8 @@ CASES = [
     Case("label-column-empty-cell", lambda d: load_table(d / "label_hole.csv", label_column="species"), DataError,
          r"line 3, column 'species' \(the labels\) is empty",
          ["fit", "cvae", "--data", "{d}/label_hole.csv", "--label-column", "species", "--out", "{d}/o"]),
+    Case("semicolon-labels", lambda d: read_labels(d / "semi_labels.csv"), DataError, r"semi_labels.csv is separated by semicolons",
+         ["fit", "cvae", "--data", "{d}/grey.npy", "--labels", "{d}/semi_labels.csv", "--out", "{d}/o"]),
     Case("nan-labels", lambda d: read_labels(d / "nan_labels.npy"), DataError, r"holds 1 NaN or infinite label\(s\), the first for row 59",
          ["fit", "cvae", "--data", "{d}/grey.npy", "--labels", "{d}/nan_labels.npy", "--out", "{d}/o"]),
     # ---- resume: refused when it cannot be honoured
@@ -561,6 +578,7 @@ def test_a_second_writer_gets_an_error_naming_the_first_and_a_dead_ones_lock_is_
         holder.stdout.close()
     assert (tmp_path / ".run.lock").exists()  # left by the killed process: free again
     assert api.fit(api.RunConfig("pca", "digits", {"latent_dim": 2}), out=out).path == out
+    assert not (tmp_path / ".run.lock").exists()  # removed by the writer that released it
     with FolderLock(out):  # re-entrant within one process, as a fit that saves its model takes it twice
         with FolderLock(out):
             pass

@@ -221,7 +221,8 @@ class FolderLock:
     """An exclusive lock on a folder, held by this process until :meth:`release`: the file
     ``.NAME.lock`` beside the folder, locked with ``flock`` (the kernel releases it when the process
     dies, so the lock of a killed process is free again). Its text names the holder (pid, host,
-    command, time) for the error another writer gets. Re-entrant within one process.
+    command, time) for the error another writer gets; the holder removes it as it releases it (a
+    process that opened it meanwhile sees that and locks the new one). Re-entrant within one process.
 
     Example
     -------
@@ -254,19 +255,25 @@ class FolderLock:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key = str(self.path.resolve())
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            _lock_fd(fd, self.path)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise RunInUseError(
-                f"{self.folder} is being written by another latentlab process ({holder}); wait for it to finish, "
-                "or write to another folder (--out)."
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                _lock_fd(fd, self.path)
+                if _same_file(fd, self.path):
+                    break  # else the holder removed the file as it released it: lock the new one
+                os.close(fd)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise RunInUseError(
+                    f"{self.folder} is being written by another latentlab process ({holder}); wait for it to finish, "
+                    "or write to another folder (--out)."
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+        else:  # pragma: no cover - a file that changes under us a hundred times
+            raise RunInUseError(f"{self.path} keeps changing; another process is taking the lock of {self.folder}.")
         record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "command": self.command or " ".join(sys.argv)}
         os.ftruncate(fd, 0)
@@ -284,11 +291,17 @@ class FolderLock:
         held[1] -= 1
         if held[1] == 0:
             del _HELD[self._key]
-            try:
-                os.ftruncate(held[0], 0)
-            except OSError:  # pragma: no cover
-                pass
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still held: a process that opened it sees it is gone, and retries
             os.close(held[0])  # closing the descriptor releases the flock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _lock_fd(fd: int, path: Path) -> None:

@@ -113,7 +113,7 @@ class RunWriter:
     """
 
     def __init__(self, out: str | Path, *, resume: bool = False, command: str | None = None):
-        self.out = Path(out)
+        self.out = Path(os.path.abspath(out))  # "." has a parent and a name, as its siblings need
         self.resume = resume
         self.lock = FolderLock(self.out, command)
         self.work = self.out

@@ -18,7 +18,8 @@ from ..errors import DataError, DataTypeError
 from ..memmap import ShardedArray, open_npy
 from .core import Dataset
 
-__all__ = ["load_npy", "load_npz", "load_table", "load_shards", "load_images", "infer_kind", "as_dataset", "labels_from_text", "IMAGE_SUFFIXES"]
+__all__ = ["load_npy", "load_npz", "load_table", "load_shards", "load_images", "infer_kind", "as_dataset", "labels_from_text", "IMAGE_SUFFIXES",
+           "check_separator"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -79,6 +80,7 @@ def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
         # The file is opened here, not by np.load, which leaks its handle when the archive is damaged.
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             keys = list(z.files)
+            _check_npz_sizes(path, z)
             if key is not None:
                 if key not in keys:
                     raise DataError(f"{path} has no array {key!r}; its arrays are {keys}: pick one with {path}:KEY.")
@@ -96,6 +98,26 @@ def load_npz(path: str | os.PathLike, key: str | None = None) -> Dataset:
     except Exception as exc:  # zipfile, zlib and NumPy's header parser raise many types on damaged files
         raise DataError(f"{path} is not a readable .npz file ({exc}); it is truncated or corrupt, or holds objects: write it again with np.savez, numbers only.") from None
     raise DataError(f"{path} holds several arrays {keys}; pick one with {path}:KEY (e.g. {path}:{keys[0]}).")
+
+
+def _check_npz_sizes(path: Path, z) -> None:
+    """Refuse, from the arrays' headers and before anything is decompressed, an archive whose
+    arrays would not fit in ``LATENTLAB_MAX_TEXT_MB`` (a small .npz can decompress to gigabytes)."""
+    total = 0
+    fmt = np.lib.format
+    for name in z.zip.namelist():
+        if not name.endswith(".npy"):
+            continue
+        with z.zip.open(name) as f:
+            version = fmt.read_magic(f)
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+        total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    cap = limit("LATENTLAB_MAX_TEXT_MB") * (1 << 20)
+    if total > cap:
+        raise DataError(
+            f"{path} holds arrays of {human_bytes(total)} once decompressed, above the limit of {human_bytes(cap)} for "
+            "data loaded whole (LATENTLAB_MAX_TEXT_MB); save the arrays as .npy files (memory-mapped), or raise the limit."
+        )
 
 
 def _is_number(s: str) -> bool:
@@ -125,7 +147,7 @@ def labels_from_text(cells, what: str) -> np.ndarray:
 _SEPARATORS = {",": "commas (',')", ";": "semicolons (';')", "\t": "tabs", "|": "vertical bars ('|')"}
 
 
-def _check_separator(path: Path, text: str, rows: list, delimiter: str) -> None:
+def check_separator(path: Path, text: str, rows: list, delimiter: str) -> None:
     """A DataError naming the separator when every row read as one field but the lines are
     consistently split by another separator (a semicolon-separated .csv, a tab-separated one...)."""
     if any(len(r) > 1 for r in rows[:50]):
@@ -164,7 +186,7 @@ def _read_rows(path: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
                 lines.append(reader.line_num)
     except csv.Error as exc:
         raise DataError(f"{path}: line {reader.line_num} cannot be read as a table ({exc}); fix that line.") from None
-    _check_separator(path, text, rows, delimiter)
+    check_separator(path, text, rows, delimiter)
     return rows, lines
 
 

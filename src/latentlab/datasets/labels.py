@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .core import Dataset
-from .files import labels_from_text, load_table
+from .files import check_separator, labels_from_text, load_table
 from .sources import load
 
 __all__ = ["read_labels", "attach_labels", "load_dataset"]
@@ -40,9 +40,11 @@ def read_labels(path: str | Path, n: int | None = None) -> np.ndarray:
 
         delim = "\t" if suffix == ".tsv" else ","
         try:
-            rows = [r for r in csv.reader(path.read_text("utf-8-sig").splitlines(), delimiter=delim) if r and any(c.strip() for c in r)]
-        except (OSError, UnicodeDecodeError) as exc:
+            text = path.read_text("utf-8-sig")
+            rows = [r for r in csv.reader(text.splitlines(), delimiter=delim) if r and any(c.strip() for c in r)]
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv file.") from None
+        check_separator(path, text, rows, delim)
         if not rows:
             raise DataError(f"labels file {path} is empty; give one label per row of the data.")
         if len(rows[0]) > 1:
