@@ -43,6 +43,7 @@ from .runs import (
     accepts,
     RunWriter,
     build_estimator,
+    check_conditions,
     check_data,
     check_fingerprint,
     check_output_path,
@@ -149,6 +150,7 @@ def _fit(config, ds, parts, work, *, resume, command, final=None) -> Run:
     if parts["test"] is not None:  # fails now, not after training, when the test rows have no condition
         model_input(est, parts["test"])
         condition_of(est, parts["test"], "the test split")
+    check_conditions(est, parts)
     if resume:
         if not accepts(est.fit, "resume"):
             raise ConfigError(f"{config.model} is fitted in closed form and has nothing to resume; run fit again.")

@@ -67,6 +67,7 @@ __all__ = [
     "conditional_models",
     "accepts",
     "check_data",
+    "check_conditions",
     "check_fingerprint",
     "check_output_path",
     "RunWriter",
@@ -441,6 +442,30 @@ def check_data(ds: Dataset) -> None:
                     f"the labels of {what[4:]} hold {int(bad.sum())} NaN or infinite value(s), the first for row "
                     f"{int(np.argmax(bad))}; give every row a finite label (or side input)."
                 )
+
+
+def check_conditions(model: LatentModel, parts: Mapping[str, Dataset | None]) -> None:
+    """Before training a conditional model on labels (one per row, not side inputs): every label of
+    the validation and test splits is one that training rows have, else a DataError now, rather
+    than one when the model is measured after training."""
+    train = parts.get("train")
+    if not model.conditional or train is None or train.target is None or getattr(model, "condition", "auto") == "continuous":
+        return
+    y = np.asarray(train.target)
+    if y.ndim != 1:
+        return
+    known = set(np.unique(y).tolist())
+    for split in ("valid", "test"):
+        part = parts.get(split)
+        if part is None or part.target is None:
+            continue
+        unseen = sorted(set(np.unique(np.asarray(part.target).reshape(-1)).tolist()) - known, key=str)
+        if unseen:
+            raise DataError(
+                f"the {split} split holds label(s) {unseen[:5]} that no training row has (a class too rare to be "
+                "split); the model could not be measured on them: give each class more rows, or change --test-fraction "
+                "or --split-seed."
+            )
 
 
 def check_output_path(out: str | Path, run: Run | None = None, data: str | None = None) -> Path:
