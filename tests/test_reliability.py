@@ -681,10 +681,20 @@ def test_sigterm_during_training_checkpoints_and_exits_143(tmp_path):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupt_while_the_command_starts_exits_with_one_line(sig, code, tmp_path):
-    """At moments inside the imports and the loading of the data (after Python itself has started)."""
-    for delay in (0.15, 0.6, 1.5):
+    """At moments inside the imports (NumPy is imported by the command's parser, torch after it) and
+    the loading of the data: counted from the moment NumPy's library is mapped into the process,
+    so that a busy machine's slower start of Python itself does not move them."""
+    for delay in (0.0, 0.3, 1.0):
         proc = subprocess.Popen([sys.executable, "-m", "latentlab", "fit", "vae", "--epochs", "5", "--out", str(tmp_path / "r")],
                                 env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline:
+            try:
+                if "numpy" in Path(f"/proc/{proc.pid}/maps").read_text():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.002)
         time.sleep(delay)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
