@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 
 from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
-from ..errors import CheckpointError, DataError, NotFittedError, UnknownParameterError
+from ..errors import CheckpointError, ConfigError, DataError, NotFittedError, UnknownParameterError
 from ..io import atomic_write_bytes, atomic_write_text, fsync_dir, jsonable, tensor_bytes
 
 __all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT", "PENDING_WEIGHTS"]
