@@ -17,7 +17,11 @@ __all__ = [
     "NotFittedError",  # noqa: F822 (made on first use, see __getattr__)
     "InvalidParameterError",  # noqa: F822
     "DistributedError",
+    "RunInUseError",
+    "Terminated",
 ]
+
+from .interrupts import Terminated  # noqa: F401 (public here too)
 
 
 class LatentlabError(Exception):
@@ -50,6 +54,10 @@ class DivergenceError(LatentlabError, FloatingPointError):
 
 class DistributedError(LatentlabError, RuntimeError):
     """A process of a torchrun job lost contact with the others (one died or stalled)."""
+
+
+class RunInUseError(LatentlabError, RuntimeError):
+    """A run folder is being written by another process (its lock is held)."""
 
 
 def _not_fitted_error() -> type:

@@ -1,5 +1,5 @@
-"""Labels for a data set: from a file (``.npy``, ``.csv``), from a column of a table, or the
-source's own; the condition of a conditional model."""
+"""Labels for a data set: from a file (any syntax ``--data`` takes), from a column of a table, or
+the source's own; the condition of a conditional model."""
 
 from __future__ import annotations
 
@@ -9,21 +9,23 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .core import Dataset
-from .files import labels_from_text, load_table
+from .files import check_separator, labels_from_text, load_table
 from .mnist import read_idx
 from .sources import NAMED_SOURCES, load, split_spec
 
 __all__ = ["read_labels", "attach_labels", "load_dataset"]
 
 
-def read_labels(source: str | Path) -> np.ndarray:
+def read_labels(source: str | Path, n: int | None = None) -> np.ndarray:
     """Labels from a file, in any syntax ``--data`` takes: ``FILE.npy`` (an array (n,) of labels or
     (n, m) of side inputs; never unpickled); ``FILE.npz:KEY`` (that array), ``FILE.npz`` (its only
     array, or its train/valid/test arrays one after the other, as :func:`attach_labels` wants
     them); ``.csv``/``.tsv``/``.txt`` (one column: labels, numbers or text; several columns: an
     (n, m) matrix of numbers; a header row is detected as for data tables); an IDX file
     (``*-labels-idx1-ubyte[.gz]``); or any other file or folder :func:`latentlab.datasets.load`
-    reads, as an (n, m) matrix of side inputs.
+    reads (a folder of ``.npy`` shards...), as an (n, m) matrix of side inputs. With ``n`` (the
+    rows of the data), a one-column text file of ``n + 1`` lines has a header: its first line is
+    not a label. NaN or infinite labels are refused.
 
     Example
     -------
@@ -33,30 +35,45 @@ def read_labels(source: str | Path) -> np.ndarray:
     >>> read_labels(path + ":y").tolist()
     [0, 1, 1]
     """
+    from ..io import check_regular_file
+
     spec = str(source)
     if spec in NAMED_SOURCES:
         raise DataError(f"--labels {spec}: that names a data source, not labels; pass a file of one label per row.")
     path, key = split_spec(spec)
     if not path.exists():
         raise DataError(f"labels file {path} does not exist; pass --labels FILE.npy, FILE.npz:KEY or FILE.csv with one label per row.")
+    if not path.is_dir():
+        check_regular_file(path, "labels")
     suffix = path.suffix.lower()
-    if suffix == ".npy":
+    if path.is_dir():
+        y = _source_labels(spec)
+    elif suffix == ".npy":
         y = _read_array(path, lambda: np.load(path, allow_pickle=False))
     elif suffix == ".npz":
         y = _read_array(path, lambda: _npz_labels(path, key))
     elif suffix in (".csv", ".tsv", ".txt"):
-        y = _text_labels(path, "\t" if suffix == ".tsv" else ",")
+        y = _text_labels(path, "\t" if suffix == ".tsv" else ",", n)
     elif "ubyte" in path.name or suffix in (".idx", ".gz"):
         y = read_idx(path)
     else:
-        ds = load(spec)
-        parts = [ds, *(ds.splits[s] for s in ("valid", "test") if s in ds.splits)]
-        y = np.concatenate([np.asarray(p.data) for p in parts])
+        y = _source_labels(spec)
     if y.ndim not in (1, 2) or y.shape[0] == 0:
         raise DataError(f"{spec} holds an array of shape {y.shape}; labels are (n,) or side inputs (n, m).")
     if y.dtype == object or y.dtype.kind not in "biufUS":
         raise DataError(f"{spec} holds values of dtype {y.dtype}; labels are numbers or text.")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+        raise DataError(f"labels file {spec} holds {int(bad.sum())} NaN or infinite label(s), the first for row "
+                        f"{int(np.argmax(bad))}; give every row a finite label (or side input).")
     return y
+
+
+def _source_labels(spec: str) -> np.ndarray:
+    """Side inputs from any other source :func:`latentlab.datasets.load` reads, its splits in order."""
+    ds = load(spec)
+    parts = [ds, *(ds.splits[s] for s in ("valid", "test") if s in ds.splits)]
+    return np.concatenate([np.asarray(p.data) for p in parts])
 
 
 def _read_array(path: Path, read) -> np.ndarray:
@@ -82,18 +99,22 @@ def _npz_labels(path: Path, key: str | None) -> np.ndarray:
     raise DataError(f"{path} holds several arrays {keys}; pick the labels with {path}:KEY (e.g. {path}:{keys[0]}).")
 
 
-def _text_labels(path: Path, delim: str) -> np.ndarray:
+def _text_labels(path: Path, delim: str, n: int | None) -> np.ndarray:
     import csv
 
     try:
-        rows = [r for r in csv.reader(path.read_text("utf-8-sig").splitlines(), delimiter=delim) if r and any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError) as exc:
+        text = path.read_text("utf-8-sig")
+        rows = [r for r in csv.reader(text.splitlines(), delimiter=delim) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path} could not be read as text ({exc}); pass a UTF-8 .csv file.") from None
+    check_separator(path, text, rows, delim)
     if not rows:
         raise DataError(f"labels file {path} is empty; give one label per row of the data.")
     if len(rows[0]) > 1:
         return load_table(path, delimiter=delim, numeric_only=True).data
     cells = [r[0] for r in rows]
+    if n is not None and len(cells) == n + 1 and cells[0].strip() not in {c.strip() for c in cells[1:]}:
+        cells = cells[1:]  # one line more than the data has rows, and a first line unlike the rest: a header
     y = labels_from_text(cells, str(path))
     if y.dtype.kind == "U" and len(cells) > 1 and labels_from_text(cells[1:], str(path)).dtype.kind != "U":
         y = labels_from_text(cells[1:], str(path))  # a header over numeric labels
@@ -137,5 +158,6 @@ def load_dataset(data: str, *, labels: str | None = None, label_column: str | No
         return load_table(path, label_column=label_column)
     ds = load(data)
     if labels is not None:
-        attach_labels(ds, read_labels(labels), f"labels file {labels}")
+        n = len(ds) + sum(len(ds.splits[s]) for s in ("valid", "test") if s in ds.splits)
+        attach_labels(ds, read_labels(labels, n), f"labels file {labels}")
     return ds
