@@ -364,7 +364,9 @@ BEFORE_TRAINING = [  # (id, files to write, fit argv tail, message)
     ("nan-row-anywhere", {"x.npy": GREY.copy()}, [], r"x.npy contains 1 NaN or infinite value\(s\), the first in row 57"),
     ("nan-label-in-test", {"x.npy": GREY, "y.npy": np.r_[np.zeros(57), [np.nan], np.zeros(2)]}, ["--labels", "{d}/y.npy"],
      r"NaN or infinite label\(s\), the first for row 57"),
-    ("class-only-in-test", {"x.npy": GREY, "y.npy": np.r_[np.zeros(59, np.int64), [7]]}, ["--labels", "{d}/y.npy", "--test-fraction", "0.5"],
+    # the only 7 on a row of the random test split (split seed 0, test fraction 0.5: the first 30 of the permutation)
+    ("class-only-in-test", {"x.npy": GREY, "y.npy": np.where(np.arange(60) == np.random.default_rng(0).permutation(60)[0], 7, 0)},
+     ["--labels", "{d}/y.npy", "--test-fraction", "0.5"],
      r"split holds label\(s\) \[7\] that no training row has"),
     ("empty-cell-in-test", {"t.csv": "a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(40)) + "3,\n"}, [],
      r"t.csv: line 42, column 'b' is empty"),

@@ -177,13 +177,15 @@ CASES = [
          ["fit", "pca", "--latent-dim", "10", "--data", "{d}/grey.npy", "--out", "{d}/o"],
          cli_message=r"latent_dim=10 is larger than the data allows.*choose latent_dim <= 6"),
     Case("text-column-without-header", lambda d: load_table(d / "text.csv"), DataTypeError,
-         r"text.csv has text in column\(s\) 'column 1' \(e.g. 'x' on line 2\) and no header row; a table with text "
+         r"text.csv has text in column\(s\) 'column 2' \(e.g. 'x' on line 2\) and no header row; a table with text "
          r"\(categorical\) columns needs a header",
          ["fit", "ae", "--data", "{d}/text.csv", "--out", "{d}/o"]),
     Case("missing-cell-in-a-mixed-table", _fit(Autoencoder, lambda d: load_table(d / "gap.csv").data, epochs=1), DataError,
          r"X has 1 missing or non-finite value\(s\), in column\(s\) 'b' \(1\), the first in row 1; drop those rows "
          r"\(df.dropna\(\)\) or impute them",
-         ["fit", "ae", "--data", "{d}/gap.csv", "--out", "{d}/o"]),
+         ["fit", "ae", "--data", "{d}/gap.csv", "--out", "{d}/o"],
+         cli_message=r"gap.csv: line 3, column 'b' is empty; latentlab needs a value \(a number, or a text column's category\) in "
+         r"every cell"),
     Case("csv-not-utf8", lambda d: load_table(d / "latin1.csv"), DataError, r"could not be read as text .*pass a UTF-8 .csv",
          ["fit", "pca", "--data", "{d}/latin1.csv", "--out", "{d}/o"]),
     Case("truncated-npy", lambda d: load_npy(d / "trunc.npy"), DataError,

@@ -190,7 +190,8 @@ def _read_rows(path: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
     return rows, lines
 
 
-def _check_cells(path: Path, rows: list, lines: list, names: list[str], header: bool) -> str | None:
+def _check_cells(path: Path, rows: list, lines: list, names: list[str], header: bool,
+                 need: str = "a finite number") -> str | None:
     """A DataError for an empty column (a trailing separator); for empty or non-finite cells, the
     message that names the first one's line in the file and its column (None if there is none)."""
     width = len(names)
@@ -206,7 +207,7 @@ def _check_cells(path: Path, rows: list, lines: list, names: list[str], header: 
     line, j, c = bad[0]
     what = "is empty" if not c else f"holds {c!r}"
     more = f" ({len(bad)} such cells in all, on lines {', '.join(str(b[0]) for b in bad[:5])}{', ...' if len(bad) > 5 else ''})" if len(bad) > 1 else ""
-    return (f"{path}: line {line}, column {names[j]!r} {what}{more}; latentlab needs a finite number in every cell: "
+    return (f"{path}: line {line}, column {names[j]!r} {what}{more}; latentlab needs {need} in every cell: "
             "fill them in (impute), or remove those rows.")
 
 
@@ -279,10 +280,15 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_c
                 f"{path} has text in column(s) {cols} and no header row; a table with text (categorical) columns "
                 "needs a header naming its columns: add one."
             )
+        commas = [j for j in bad if all(_is_number(r[j].strip().replace(",", ".")) for r in rows if r[j].strip())]
+        if commas:  # numbers written with decimal commas are not categories
+            cols = ", ".join(f"{names[j]!r} (e.g. {bad[j][1]!r} on line {bad[j][0]})" for j in commas)
+            raise DataTypeError(f"{path} has column(s) {cols} of numbers written with commas (decimal commas? write "
+                                "decimal points), not categories.")
         if not numeric_only:
             ds = Dataset(data=_mixed_records(rows, header, values, set(bad)), target=target, kind="mixed",
                          name=str(path), feature_names=header)
-            missing = _check_cells(path, rows, lines, names, True)
+            missing = _check_cells(path, rows, lines, names, True, "a value (a number, or a text column's category)")
             if missing is not None:
                 ds.info["missing"] = missing  # reported by latentlab.runs.check_data before a fit
             return ds
