@@ -273,25 +273,9 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_c
                 values[i, j] = float(c)
             except ValueError:
                 bad.setdefault(j, (lines[i], c))
+    if bad and not numeric_only:
+        return _mixed_table(path, rows, lines, names, header, values, bad, target)
     if bad:
-        if header is None:
-            cols = ", ".join(f"{names[j]!r} (e.g. {v!r} on line {line})" for j, (line, v) in bad.items())
-            raise DataTypeError(
-                f"{path} has text in column(s) {cols} and no header row; a table with text (categorical) columns "
-                "needs a header naming its columns: add one."
-            )
-        commas = [j for j in bad if all(_is_number(r[j].strip().replace(",", ".")) for r in rows if r[j].strip())]
-        if commas:  # numbers written with decimal commas are not categories
-            cols = ", ".join(f"{names[j]!r} (e.g. {bad[j][1]!r} on line {bad[j][0]})" for j in commas)
-            raise DataTypeError(f"{path} has column(s) {cols} of numbers written with commas (decimal commas? write "
-                                "decimal points), not categories.")
-        if not numeric_only:
-            ds = Dataset(data=_mixed_records(rows, header, values, set(bad)), target=target, kind="mixed",
-                         name=str(path), feature_names=header)
-            missing = _check_cells(path, rows, lines, names, True, "a value (a number, or a text column's category)")
-            if missing is not None:
-                ds.info["missing"] = missing  # reported by latentlab.runs.check_data before a fit
-            return ds
         cols = ", ".join(f"{names[j]!r} (e.g. {v!r} on line {line})" for j, (line, v) in bad.items())
         hint = ""
         if any(_is_number(v.replace(",", ".")) for _, v in bad.values()):
@@ -309,6 +293,27 @@ def load_table(path: str | os.PathLike, delimiter: str | None = None, *, label_c
         raise DataError(f"{path}: line {lines[i]}, column {names[j]!r} holds {rows[i][j].strip()}, beyond the range of "
                         "32-bit floats (3.4e38) that the models compute in; rescale that column.")
     ds = Dataset(data=values.astype(np.float32), target=target, kind="tabular", name=str(path), feature_names=header)
+    if missing is not None:
+        ds.info["missing"] = missing  # reported by latentlab.runs.check_data before a fit
+    return ds
+
+
+def _mixed_table(path: Path, rows, lines, names, header, values, bad, target) -> Dataset:
+    """The Dataset of a table with text columns (``bad``: column -> (line, first text cell))."""
+    if header is None:
+        cols = ", ".join(f"{names[j]!r} (e.g. {v!r} on line {line})" for j, (line, v) in bad.items())
+        raise DataTypeError(
+            f"{path} has text in column(s) {cols} and no header row; a table with text (categorical) columns "
+            "needs a header naming its columns: add one."
+        )
+    commas = [j for j in bad if all(_is_number(r[j].strip().replace(",", ".")) for r in rows if r[j].strip())]
+    if commas:  # numbers written with decimal commas are not categories
+        cols = ", ".join(f"{names[j]!r} (e.g. {bad[j][1]!r} on line {bad[j][0]})" for j in commas)
+        raise DataTypeError(f"{path} has column(s) {cols} of numbers written with commas (decimal commas? write "
+                            "decimal points), not categories.")
+    ds = Dataset(data=_mixed_records(rows, header, values, set(bad)), target=target, kind="mixed",
+                 name=str(path), feature_names=header)
+    missing = _check_cells(path, rows, lines, names, True, "a value (a number, or a text column's category)")
     if missing is not None:
         ds.info["missing"] = missing  # reported by latentlab.runs.check_data before a fit
     return ds
