@@ -80,6 +80,7 @@ def fit(
     resume: bool = False,
     command: Sequence[str] | None = None,
     dataset: Dataset | None = None,
+    callbacks: Sequence[Any] | None = None,
 ) -> Run:
     """Load the data, fit the model, measure it on the test split, and save the run.
 
@@ -91,6 +92,9 @@ def fit(
     resume : continue from the checkpoint in ``out`` (see :func:`resume`).
     command : the command line, recorded in run.json.
     dataset : ``config.data`` already loaded (to load it once for several fits).
+    callbacks : :class:`latentlab.training.Callback` objects for the training loop, e.g. the
+        loggers :class:`~latentlab.training.TensorBoardLogger` and :class:`~latentlab.training.MLflowLogger`.
+        Every run directory of a network also gets ``history.jsonl``, one line per epoch.
 
     Under torchrun (``torchrun --nproc-per-node N -m latentlab fit ...``) every process trains its
     share of each batch (see :func:`latentlab.training.train`); only rank 0 measures the model and
@@ -117,6 +121,11 @@ def fit(
         kw["X_val"] = model_input(est, parts["valid"])
         if est.conditional:
             kw["y_val"] = condition_of(est, parts["valid"], "the validation split")
+    if callbacks:
+        if not accepts(est.fit, "callbacks"):
+            raise ConfigError(f"{config.model} is fitted in closed form, with no epochs or steps to call back or log; "
+                              "drop the callbacks (--log).")
+        kw["callbacks"] = list(callbacks)
     if resume:
         if not accepts(est.fit, "resume"):
             raise ConfigError(f"{config.model} is fitted in closed form and has nothing to resume; run fit again.")
@@ -141,17 +150,26 @@ def fit(
     return run
 
 
-def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[str] | None = None) -> Run:
+def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[str] | None = None,
+           callbacks: Sequence[Any] | None = None, trust_code: bool | None = None, **networks) -> Run:
     """Continue the training of the run in ``run_dir`` from its last checkpoint, with the same
-    data, split and settings (``epochs`` may raise the number of epochs)."""
+    data, split and settings (``epochs`` may raise the number of epochs).
+
+    A run fitted with networks of your own needs them as :func:`latentlab.load` does: handed back
+    (``resume(run_dir, encoder=..., decoder=...)``), or rebuilt from their recorded specs with
+    ``trust_code=True``."""
+    from .models.own import resolve_saved_networks
+
     run_dir = Path(run_dir)
     info = read_run_json(run_dir)
     config = run_config_from(info, run_dir)
     if config is None:
         raise CheckpointError(f"{run_dir / RUN_FILE} records no settings to resume with; fit again with `latentlab fit`.")
+    params = resolve_saved_networks(model_class(config.model), config.params, networks, trust_code, str(run_dir))
     if epochs is not None:
-        config = dataclasses.replace(config, params={**config.params, "epochs": epochs})
-    return fit(config, run_dir, resume=True, command=command)
+        params["epochs"] = epochs
+    config = dataclasses.replace(config, params=params)
+    return fit(config, run_dir, resume=True, command=command, callbacks=callbacks)
 
 # ---------------------------------------------------------------------------------------- measure
 def measure(model: LatentModel, ds: Dataset, *, k: int = 1000, seed: int = 0) -> dict[str, float]:

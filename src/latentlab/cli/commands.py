@@ -62,6 +62,20 @@ def _open(args):
     return api.open_run(args.run_dir, args.data, labels=args.labels, label_column=args.label_column)
 
 
+def _loggers(args, run_dir) -> list:
+    """The callbacks --log asks for (none without it)."""
+    kinds = list(dict.fromkeys(getattr(args, "log", None) or []))
+    if not kinds:
+        if getattr(args, "log_dir", None) is not None:
+            raise UsageError("latentlab fit: --log-dir says where --log writes; add --log tensorboard or --log mlflow.")
+        return []
+    if len(kinds) > 1 and getattr(args, "log_dir", None) is not None:
+        raise UsageError("latentlab fit: one --log-dir for --log tensorboard and --log mlflow; give one --log, or drop --log-dir.")
+    from ..training.loggers import make_logger
+
+    return [make_logger(k, run_dir, getattr(args, "log_dir", None)) for k in kinds]
+
+
 def cmd_fit(args, argv) -> int:
     from .. import api
 
@@ -75,7 +89,7 @@ def cmd_fit(args, argv) -> int:
                 f"latentlab fit --resume: the settings come from {run_dir}/run.json; drop "
                 f"{', '.join('--' + e.replace('_', '-') for e in extra) or '--data'} (only --epochs may change)."
             )
-        run = api.resume(run_dir, epochs=given.get("epochs"), command=argv)
+        run = api.resume(run_dir, epochs=given.get("epochs"), command=argv, callbacks=_loggers(args, run_dir))
     else:
         if model is None:
             from ..models import MODELS
@@ -88,7 +102,7 @@ def cmd_fit(args, argv) -> int:
             params["latent_dim"] = args.latent_dim
         config = api.RunConfig(model, args.data or api.RunConfig.data, params, args.test_fraction, args.split_seed, args.eval_k,
                                labels=getattr(args, "labels", None), label_column=getattr(args, "label_column", None))
-        run = api.fit(config, args.out, command=argv)
+        run = api.fit(config, args.out, command=argv, callbacks=_loggers(args, args.out))
 
     def human():
         c = run.config

@@ -131,7 +131,8 @@ def _show_default(v: Any) -> str:
     return str(v)
 
 
-def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type], title: str) -> list[str]:
+def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type], title: str,
+                      exclude: tuple[str, ...] = ()) -> list[str]:
     """Add one option per constructor parameter of ``classes`` (their union); returns the names.
 
     Defaults are left to the estimators (argparse.SUPPRESS): only options given on the command
@@ -144,7 +145,7 @@ def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type],
     for label, cls in classes.items():
         d = _docs_for(cls)
         for name, p in inspect.signature(cls).parameters.items():
-            if name in NOT_OPTIONS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            if name in NOT_OPTIONS or name in exclude or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             seen.setdefault(name, []).append(label)
             params.setdefault(name, p)

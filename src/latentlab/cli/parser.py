@@ -55,6 +55,9 @@ def _condition_options(p, *, fit: bool = False) -> None:
 def _common(json_flag: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error")
+    p.add_argument("--trust-code", action="store_true", default=argparse.SUPPRESS,
+                   help="let a run fitted with networks of your own (--encoder pkg.mod:Name ...) import that code to "
+                   "rebuild them; importing a module runs it, so only for runs you trust")
     if json_flag:
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object instead of text")
     return p
@@ -75,6 +78,17 @@ def _split_options(p) -> None:
     p.add_argument("--split-seed", type=int, default=fields["split_seed"], metavar="S", help="seed of that split (default: %(default)s)")
     p.add_argument("--eval-k", type=int, default=fields["eval_k"], metavar="K",
                    help="importance samples for the test log-likelihood recorded at the end (default: %(default)s)")
+
+
+def _log_options(p) -> None:
+    """--log and --log-dir: the trackers a fit reports each epoch to (history.jsonl is always written)."""
+    g = p.add_argument_group("tracking (every run directory also gets history.jsonl, one JSON line per epoch)")
+    g.add_argument("--log", action="append", choices=("tensorboard", "mlflow"), default=argparse.SUPPRESS,
+                   help="also log every epoch to TensorBoard (event files in RUN_DIR/tensorboard; pip install "
+                   "'latentlab[tensorboard]') or MLflow (a run in RUN_DIR/mlruns, or $MLFLOW_TRACKING_URI; pip install "
+                   "'latentlab[mlflow]'); give it twice for both")
+    g.add_argument("--log-dir", metavar="DIR_OR_URI", default=argparse.SUPPRESS,
+                   help="where --log writes instead: TensorBoard's event folder, or MLflow's tracking URI or store folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +125,7 @@ def _add_fit(sub, common) -> None:
     fit.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its last checkpoint")
     fit.add_argument("--epochs", dest="param_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
                      help="with --resume: train up to N epochs in all (the run's own setting otherwise)")
+    _log_options(fit)
     models = fit.add_subparsers(dest="model", metavar="MODEL", parser_class=Parser)
     for name, cls in MODELS.items():
         summary = (inspect.getdoc(cls) or name).splitlines()[0]
@@ -127,6 +142,8 @@ def _add_fit(sub, common) -> None:
         _split_options(mp)
         if name in conditional_models():
             _condition_options(mp, fit=True)
+        if name != "pca":  # fitted in closed form: no epochs to log
+            _log_options(mp)
         add_model_options(mp, {name: cls}, f"{name} options")
     fit.set_defaults(handler=commands.cmd_fit)
 
@@ -220,7 +237,8 @@ def _add_compare(sub, common) -> None:
     classes = {}
     for label, (model, _) in api.COMPARE_SET.items():
         classes.setdefault(model, MODELS[model])
-    add_model_options(cp, classes, "model options (each applies to the models that take it; --hidden not to the linear AE)")
+    add_model_options(cp, classes, "model options (each applies to the models that take it; --hidden not to the linear AE)",
+                      exclude=("encoder", "decoder"))
     cp.set_defaults(handler=commands.cmd_compare)
 
 

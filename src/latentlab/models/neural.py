@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -11,13 +11,14 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import DataError
-from ..io import jsonable
-from ..nn.networks import MLP, ConvDecoder, ConvEncoder
+from ..nn.networks import MLP, BatchFlatten, ConvDecoder, ConvEncoder
+from ..training.callbacks import HISTORY_FILE, HistoryFile
 from ..training.checkpoint import CHECKPOINT_NAME, load_module_state
 from ..training.data import ArrayData
 from ..training.device import resolve_device
 from ..training.trainer import train
 from ..validation import check_choice, check_float, check_hidden, check_int, iter_chunks
+from . import own
 from .base import LatentModel
 
 __all__ = ["NeuralModel", "ARCHITECTURES"]
@@ -30,9 +31,13 @@ class NeuralModel(LatentModel):
     """Base of the estimators trained by gradient descent.
 
     Subclasses define ``_build_module()``, ``_objective()`` and may override ``_check_support``.
+    Networks of your own come in through the parameters named in ``network_params``
+    (:mod:`latentlab.models.own`).
     """
 
     _fitted_attr = "module_"
+    #: The parameters that may hold a network of your own (a module, a ModuleSpec or its text).
+    network_params: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -67,6 +72,18 @@ class NeuralModel(LatentModel):
         check_hidden(self.channels, "channels")
         check_choice(self.architecture, "architecture", ARCHITECTURES)
         check_float(self.validation_fraction, "validation_fraction", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
+        for name in self.network_params:
+            value = getattr(self, name, None)
+            if own.is_own(value, name) or (value is not None and name not in own.NAMED):
+                own.check_own(value, name, type(self).__name__)
+
+    def _own_networks(self) -> set[str]:
+        """The network parameters that hold networks of your own."""
+        return {n for n in self.network_params if own.is_own(getattr(self, n, None), n)}
+
+    def _encoder_width(self) -> int:
+        """The encoder's output width: the code (latent_dim); 2 * latent_dim for a Gaussian posterior."""
+        return int(self.latent_dim)
 
     def _module_shape(self) -> tuple[int, ...]:
         """Shape of one example as the networks take it: (F,) for the MLP, (C, H, W) for conv."""
@@ -80,15 +97,29 @@ class NeuralModel(LatentModel):
             )
         return (1, *shape) if len(shape) == 2 else tuple(shape)
 
-    def _networks(self, out_features: int, in_latent: int):
-        """(encoder, decoder): encoder (B, *S) -> (B, out_features); decoder (..., in_latent) -> (..., *S)."""
+    def _networks(self, out_features: int, in_latent: int, extra_in: int = 0):
+        """(encoder, decoder): encoder (B, *S) -> (B, out_features); decoder (..., in_latent) -> (..., *S).
+
+        Yours where ``encoder`` / ``decoder`` hold them (a copy, or built from the spec; your decoder
+        wrapped in :class:`~latentlab.nn.networks.BatchFlatten`), else the built-in ones. ``extra_in``:
+        features (channels for images) of a condition that the encoder's input carries beside x.
+        """
+        nets = {n: own.build_own(getattr(self, n), n) for n in ("encoder", "decoder") if n in self._own_networks()}
+        if len(nets) < 2:
+            enc, dec = self._builtin_networks(out_features, in_latent, extra_in)
+            nets.setdefault("encoder", enc)
+            if "decoder" not in nets:
+                return nets["encoder"], dec
+        return nets["encoder"], BatchFlatten(nets["decoder"])
+
+    def _builtin_networks(self, out_features: int, in_latent: int, extra_in: int = 0):
         hidden = check_hidden(self.hidden)
         shape = self._module_shape()
         if self.architecture == "mlp":
             F = shape[0]
-            return MLP(F, hidden, out_features, self.activation), MLP(in_latent, hidden[::-1], F, self.activation)
+            return MLP(F + extra_in, hidden, out_features, self.activation), MLP(in_latent, hidden[::-1], F, self.activation)
         channels = check_hidden(self.channels, "channels")
-        enc = ConvEncoder(shape, channels, hidden, out_features, self.activation)
+        enc = ConvEncoder((shape[0] + extra_in, *shape[1:]), channels, hidden, out_features, self.activation)
         dec = ConvDecoder(in_latent, shape, channels, hidden[::-1], self.activation)
         return enc, dec
 
@@ -100,6 +131,15 @@ class NeuralModel(LatentModel):
 
     def _check_support(self, A) -> None:
         """Check the (scaled) training data against the model's likelihood; set ``likelihood_``."""
+
+    def _check_own_likelihood(self, param: str, A):
+        """Your likelihood's ``check`` on a chunk of the training data; returns the likelihood (built
+        once a fit: a spec imports its code)."""
+        lik = self.__dict__.get("_support_check")
+        if lik is None:
+            lik = self._support_check = own.build_own(getattr(self, param), param)
+        lik.check(A)
+        return lik
 
     def _prepare_build(self, A, train_rows) -> None:
         """Hook called in ``fit`` just before ``_build_module``, with the unscaled training array
@@ -142,7 +182,7 @@ class NeuralModel(LatentModel):
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None, *, X_val=None, resume: bool = False):
+    def fit(self, X, y=None, *, X_val=None, resume: bool = False, callbacks=None):
         """Train on X of shape (n, n_features), or images (n, H, W) / (n, C, H, W).
 
         Parameters
@@ -153,19 +193,25 @@ class NeuralModel(LatentModel):
             Validation data for early stopping; by default a ``validation_fraction`` of X is held out.
         resume : bool
             Continue from the checkpoint in ``checkpoint_dir`` (if one is there).
+        callbacks : list of :class:`latentlab.training.Callback`, optional
+            Called at the start, after each step and epoch, and at the end; one may ask to stop
+            (:mod:`latentlab.training.callbacks`). With a ``checkpoint_dir``, ``history.jsonl`` is
+            written there too.
 
         Returns
         -------
         self
         """
-        return self._fit(X, None, X_val=X_val, y_val=None, resume=resume)
+        return self._fit(X, None, X_val=X_val, y_val=None, resume=resume, callbacks=callbacks)
 
-    def _fit(self, X, cond, *, X_val, y_val, resume):
+    def _fit(self, X, cond, *, X_val, y_val, resume, callbacks=None):
         self._validate_params()
         cfg = self._train_config()
         A = self._check_X(X, reset=True, min_samples=2)
+        self.__dict__.pop("_support_check", None)
         for chunk in self._scaled_chunks(A):
             self._check_support(chunk)
+        self.__dict__.pop("_support_check", None)
         self._fit_data = A  # for feature_variance() while the module is built
         self._module_shape()  # fail early for conv on flat data
         device = resolve_device(cfg.device)
@@ -179,13 +225,16 @@ class NeuralModel(LatentModel):
         train_data = self._data(arrays, device, index=train_idx)
         self._prepare_build(A, train_idx)
 
-        ckpt = None
+        ckpt, callbacks = None, list(callbacks or ())
         if self.checkpoint_dir is not None:
             ckpt = Path(self.checkpoint_dir) / CHECKPOINT_NAME
+            callbacks.insert(0, HistoryFile(Path(self.checkpoint_dir) / HISTORY_FILE))
         cuda_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(cfg.seed)
             module = self._build_module().to(device)
+            own.check_first_batch(self, module, train_data.gather(torch.arange(min(2, len(train_data)))),
+                                  self._own_networks())
             result = train(
                 module,
                 self._objective(),
@@ -196,6 +245,7 @@ class NeuralModel(LatentModel):
                 resume=resume,
                 meta=self._checkpoint_meta(),
                 desc=type(self).__name__,
+                callbacks=callbacks,
             )
         del self._fit_data
         self.module_ = module.eval()
@@ -203,7 +253,7 @@ class NeuralModel(LatentModel):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.n_epochs_ = len(result.history)
-        self.stopped_early_ = result.stopped_early
+        self.stopped_early_ = result.stopped_early or result.stopped_by_callback
         return self
 
     def _checkpoint_meta(self) -> dict[str, Any]:
@@ -211,7 +261,7 @@ class NeuralModel(LatentModel):
         state.update(self._extra_state())
         return {
             "class": type(self).__name__,
-            "params": {k: jsonable(v) for k, v in self.get_params(deep=False).items()},
+            "params": self._params_record(),
             "state": state,
         }
 

@@ -19,6 +19,7 @@ from ..nn.distributions import LIKELIHOODS, make_likelihood
 from ..nn.modules import VAEModule
 from ..objectives import ELBO, elbo_terms
 from ..validation import check_choice, check_int
+from . import own
 from .neural import NeuralModel
 from .registry import register
 
@@ -42,10 +43,23 @@ class VAE(NeuralModel):
     latent_dim : int
         Dimension of z.
     hidden, activation, architecture, channels : the networks, as for :class:`Autoencoder`.
-    likelihood : {"auto", "bernoulli", "continuous_bernoulli", "gaussian"}
+    encoder : torch.nn.Module, ModuleSpec, str or None
+        Your own encoder instead of the built-in one (None): x (B, *S) -> (B, 2 * latent_dim), the
+        mean and the log-variance of q(z|x) side by side. S is one example as the built-in networks
+        take it: (n_features,) with architecture="mlp", (C, H, W) with "conv" (images (n, H, W) get
+        C = 1). A module is copied at fit (yours is not trained; its weights are the start); a
+        :class:`latentlab.nn.ModuleSpec`, or its text "package.module:Name(k=v)", is built at fit
+        (seeded) and recorded in the saved model (see :func:`latentlab.load`). The shapes are
+        checked on the first batch. hidden, activation and channels do not apply to it.
+    decoder : torch.nn.Module, ModuleSpec, str or None
+        Your own decoder: z (B, latent_dim) -> (B, *S), the likelihood's parameters (logits for the
+        Bernoulli, means for the Gaussian); latentlab runs it on (..., latent_dim) by flattening the
+        leading dimensions. As for ``encoder`` otherwise.
+    likelihood : {"auto", "bernoulli", "continuous_bernoulli", "gaussian"}, or your own
         The decoder's distribution p(x|z). "auto" picks "bernoulli" for binary data and a
         "gaussian" with learned sigma otherwise. Bernoulli needs 0/1 data, the continuous
         Bernoulli data in [0, 1]; a mismatch is an error that names the likelihood that fits.
+        Your own: a :class:`latentlab.nn.Likelihood` instance, a ModuleSpec or its text.
     sigma : float or {"learned", "learned_per_feature"}
         For "gaussian": a fixed standard deviation, one learned value, or one per feature.
     c : float
@@ -83,6 +97,8 @@ class VAE(NeuralModel):
         activation: str = "relu",
         architecture: str = "mlp",
         channels=(32, 64),
+        encoder=None,
+        decoder=None,
         likelihood: str = "auto",
         sigma="learned",
         c: float = 1.0,
@@ -108,13 +124,22 @@ class VAE(NeuralModel):
     ):
         self._store_params(locals())
 
+    network_params = ("encoder", "decoder", "likelihood")
+
     # ------------------------------------------------------------------ building
     def _validate_params(self):
         super()._validate_params()
-        check_choice(self.likelihood, "likelihood", ("auto", *LIKELIHOODS))
+        if not own.is_own(self.likelihood, "likelihood"):
+            check_choice(self.likelihood, "likelihood", ("auto", *LIKELIHOODS))
         self._objective()  # the objective checks its own settings (c, mc_samples, warm-up, ...)
 
+    def _encoder_width(self) -> int:
+        return 2 * int(self.latent_dim)
+
     def _check_support(self, A):
+        if own.is_own(self.likelihood, "likelihood"):
+            self.likelihood_ = own.likelihood_name(self._check_own_likelihood("likelihood", A))
+            return
         if self.likelihood == "auto":
             binary = bool(np.all((A == 0) | (A == 1)))
             prev = getattr(self, "_auto_binary", True)
@@ -132,6 +157,8 @@ class VAE(NeuralModel):
             del self._auto_binary
 
     def _make_likelihood(self):
+        if own.is_own(self.likelihood, "likelihood"):
+            return own.build_own(self.likelihood, "likelihood")
         name = self.likelihood_
         sigma = self.sigma if name == "gaussian" else 1.0
         init_var = self._feature_variance() if name == "gaussian" and isinstance(sigma, str) else None

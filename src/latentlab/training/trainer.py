@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -36,8 +36,9 @@ from .._version import __version__
 from ..config import TrainConfig
 from ..errors import CheckpointError, DivergenceError
 from ..io import save_tensors
-from ..objectives.base import make_step
+from ..objectives.base import make_step, scheduled_weights
 from . import distributed
+from .callbacks import CallbackList, FitInfo
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -76,6 +77,7 @@ class TrainResult:
     best_epoch: int | None = None
     stopped_early: bool = False
     resumed_from: int | None = None
+    stopped_by_callback: bool = False
 
 
 def _noise_seed(seed: int, epoch: int, rank: int, step: int = 0) -> int:
@@ -118,6 +120,7 @@ def train(
     meta: dict[str, Any] | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     desc: str = "train",
+    callbacks: Sequence[Any] | None = None,
 ) -> TrainResult:
     """Minimise ``objective`` over ``module``'s parameters.
 
@@ -132,6 +135,8 @@ def train(
     meta : JSON-serialisable description of the model, stored in the checkpoint so that it can be
         rebuilt (``latentlab fit --resume``).
     callback : called with each epoch's history record (which it may extend) before it is stored.
+    callbacks : :class:`latentlab.training.callbacks.Callback` objects, called at the start, at each
+        step and epoch, and at the end (rank 0 only); one may ask to stop. None or empty: no cost.
 
     Under torchrun (several processes) this is data-parallel training: the process group is
     started here (NCCL on CUDA, gloo on the CPU), every process takes its slice of each global
@@ -143,7 +148,8 @@ def train(
     Returns
     -------
     TrainResult, with one history record per epoch: ``train_<term>`` and ``val_<term>`` for each of
-    the objective's terms, ``lr``, ``time_s`` and ``samples_per_s``.
+    the objective's terms, ``lr``, ``time_s``, ``samples_per_s``, and the objective's scheduled
+    weights averaged over the epoch's steps (``kl_weight``: c times the warm-up ramp).
     """
     distributed.init_from_env(train_data.device.type)
     if checkpoint is not None:
@@ -155,7 +161,7 @@ def train(
         hint = "Give a checkpoint directory to be able to resume after such a failure."
     with distributed.peer_errors(hint):
         loop = _Loop(module, objective, train_data, val_data, config,
-                     checkpoint=checkpoint, meta=meta, callback=callback)
+                     checkpoint=checkpoint, meta=meta, callback=callback, callbacks=callbacks)
         if resume:
             loop.resume()
         return loop.run(desc)
@@ -164,12 +170,16 @@ def train(
 class _Loop:
     """One training run: its step, optimiser and state, and the named steps that move it on."""
 
-    def __init__(self, module, objective, train_data, val_data, config, *, checkpoint, meta, callback):
+    def __init__(self, module, objective, train_data, val_data, config, *, checkpoint, meta, callback, callbacks=None):
         dinfo = distributed.info()
         self.module, self.objective, self.config = module, objective, config
         self.train_data, self.val_data = train_data, val_data
-        self.meta, self.callback = meta, callback
+        self.meta, self.user_callback = meta, callback
         self.device = train_data.device
+        # Callbacks (training/callbacks.py): the epoch's record goes through _epoch_record; the step
+        # hook is None unless a callback wants steps, so the loop does no per-step work for them.
+        self.callbacks = CallbackList(callbacks, self.device)
+        self.callback, self.on_step = self._epoch_record, self.callbacks.step_hook
         self.rank, self.world = dinfo.rank, dinfo.world
         self.path = Path(checkpoint) if checkpoint is not None else None
         forward = _Step(module, objective)
@@ -277,16 +287,58 @@ class _Loop:
         cfg = self.config
         bar = _progress_bar(cfg, desc, total=cfg.epochs * self.steps_per_epoch,
                             initial=self.epoch * self.steps_per_epoch + self.step0, rank=self.rank)
+        self.callbacks.fit_start(self._fit_info())
+        status, error = "failed", None
         try:
             with _Interrupt() as interrupt:
                 while self.epoch < cfg.epochs and not self.finished:
                     t0 = time.perf_counter()
                     acc, count = self.run_epoch(interrupt, bar)
                     self.end_epoch(acc, count, time.perf_counter() - t0)
+                    self._stop_if_asked()
+            status = "stopped" if self.result.stopped_by_callback else "finished"
+        except KeyboardInterrupt as exc:
+            status, error = "interrupted", exc
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             bar.close()
+            self.callbacks.fit_end(status, error)
         self.finish()
         return self.result
+
+    # ------------------------------------------------------------------ callbacks
+    def _fit_info(self) -> FitInfo:
+        meta = self.meta or {}
+        return FitInfo(model=meta.get("class", ""), params=meta.get("params", {}), config=self.config,
+                       epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch, start_epoch=self.epoch,
+                       history=self.result.history, checkpoint=self.path)
+
+    def _epoch_record(self, record: dict[str, Any]) -> None:
+        """An epoch's record, before it is stored: the objective's scheduled weights (mean over the
+        epoch's steps), then the ``callback`` of :func:`train`, then the callbacks."""
+        n = self.steps_per_epoch
+        sums: dict[str, float] = {}
+        for s in range(n):
+            w = scheduled_weights(self.objective, self.epoch + s / n)
+            if not w:
+                break
+            for k, v in w.items():
+                sums[k] = sums.get(k, 0.0) + v
+        record.update({k: v / n for k, v in sums.items()})
+        if self.user_callback is not None:
+            self.user_callback(record)
+        self.callbacks.epoch_end(record)
+
+    def _stop_if_asked(self) -> None:
+        """After an epoch: a callback's stop request ends training (with a checkpoint to resume from)."""
+        if self.finished or not self.callbacks.should_stop():
+            return
+        self.finished = self.result.stopped_by_callback = True
+        if self.epoch % self.config.checkpoint_every != 0 and self.epoch != self.config.epochs:
+            self.save(self.epoch, 0, None, 0, mid_epoch=False)  # end_epoch saved only on its schedule
 
     def _seed_epoch(self) -> None:
         """The epoch's noise: a function of (seed, epoch, rank, step), or the saved mid-epoch state."""
@@ -337,6 +389,8 @@ class _Loop:
                 if self.world == 1:
                     self.save(self.epoch, step + 1, acc.tolist(), count, mid_epoch=True)
                 raise KeyboardInterrupt
+            if self.on_step is not None and self.on_step(self.epoch * self.steps_per_epoch + step + 1, loss):
+                break  # a callback asked to stop: this epoch ends here
         self.step0 = 0
         return acc, count
 
