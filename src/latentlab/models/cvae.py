@@ -203,11 +203,12 @@ class ConditionalVAE(VAE):
         enc, dec = self._networks(2 * d, d + m, extra_in=m)  # the condition beside x, and beside z
         return ConditionalVAEModule(enc, dec, self._make_likelihood(), d, m, self.condition_ == "categorical")
 
-    def fit(self, X, y=None, *, X_val=None, y_val=None, resume: bool = False):
+    def fit(self, X, y=None, *, X_val=None, y_val=None, resume: bool = False, callbacks=None):
         """Train on X (n, ...) with the condition y: labels (n,) or side inputs (n, m).
 
         ``X_val, y_val`` give the validation data for early stopping (by default a
-        ``validation_fraction`` of X is held out). Returns self.
+        ``validation_fraction`` of X is held out); ``resume`` and ``callbacks`` as for
+        :meth:`VAE.fit`. Returns self.
         """
         n = len(X)
         self._fit_condition(y, n)
@@ -215,7 +216,7 @@ class ConditionalVAE(VAE):
         Cv = None
         if X_val is not None:
             Cv = self._cond_array(y_val, len(X_val))
-        return self._fit(X, C, X_val=X_val, y_val=Cv, resume=resume)
+        return self._fit(X, C, X_val=X_val, y_val=Cv, resume=resume, callbacks=callbacks)
 
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y, **fit_params).transform(X, y)
