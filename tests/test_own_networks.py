@@ -407,3 +407,21 @@ def test_the_readme_conv_example_on_the_command_line(tmp_path, monkeypatch, caps
     rc, out, err = cli("fit", "--resume", "runs/conv-vae", "--epochs", "3", "--trust-code", "--json")
     assert rc == 0, err
     assert json.loads(out)["metrics"]["epochs"] == 3
+
+
+def test_runs_with_own_networks_reopen_and_resume_with_them_handed_back(tmp_path):
+    from latentlab import api
+
+    cfg = api.RunConfig("vae", "digits", {"latent_dim": 2, "encoder": Enc(4), "decoder": Dec(2), "epochs": 2,
+                                          "patience": None, "verbose": False}, eval_k=4)
+    run = api.fit(cfg, tmp_path / "r")
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["config"]["params"]["encoder"] == {"network": "instance", "class": "test_own_networks.Enc"}
+    with pytest.raises(CheckpointError, match="Hand them back"):
+        api.open_run(tmp_path / "r")
+    again = api.open_run(tmp_path / "r", networks={"encoder": Enc(4), "decoder": Dec(2)})
+    np.testing.assert_array_equal(again.model.transform(again.test.data), run.model.transform(run.test.data))
+    with pytest.raises(CheckpointError, match="Hand them back"):
+        api.resume(tmp_path / "r", epochs=3)
+    more = api.resume(tmp_path / "r", epochs=3, encoder=Enc(4), decoder=Dec(2))
+    assert more.model.n_epochs_ == 3 and [h["epoch"] for h in more.model.history_] == [1, 2, 3]
