@@ -234,7 +234,7 @@ class NeuralModel(LatentModel):
             torch.manual_seed(cfg.seed)
             module = self._build_module().to(device)
             own.check_first_batch(self, module, train_data.gather(torch.arange(min(2, len(train_data)))),
-                                  self._own_networks())
+                                  self._own_networks(), self._encoder_width())
             result = train(
                 module,
                 self._objective(),

@@ -124,12 +124,12 @@ def _check_shape(seen: dict, what: str, want: tuple, owner: str, meaning: str) -
                           f"{meaning}.")
 
 
-def check_first_batch(est, module: nn.Module, batch, own: set[str]) -> None:
+def check_first_batch(est, module: nn.Module, batch, own: set[str], encoder_width: int) -> None:
     """Run ``module`` on (up to) two training examples and check the shapes of your own networks'
     outputs (and of your likelihood's results), with an error that names both shapes.
 
-    ``est._encoder_width()`` is the encoder's output width (latent_dim, or 2 * latent_dim for the
-    mean and log-variance of a VAE's posterior).
+    ``encoder_width`` is the encoder's output width (latent_dim, or 2 * latent_dim for the mean and
+    log-variance of a VAE's posterior).
     """
     if not own:
         return
@@ -143,15 +143,24 @@ def check_first_batch(est, module: nn.Module, batch, own: set[str]) -> None:
         "flat rows (B, n_features): pass architecture='conv' for images (B, C, H, W))" if arch == "mlp"
         else "images (B, C, H, W))"))
     seen: dict = {}
-    W = est._encoder_width()
+    W = int(encoder_width)
     meaning = ("the mean and the log-variance of q(z|x) side by side, 2 * latent_dim values per example"
                if W == 2 * K else "the code, latent_dim values per example")
+    was_training = module.training
+    module.eval()  # no batch-norm statistics updated, no dropout, by this probe
+    try:
+        _probe(module, x, c, own, seen, owner, hint, (B, W), meaning, (B, *S))
+    finally:
+        module.train(was_training)
+
+
+def _probe(module, x, c, own, seen, owner, hint, enc_shape, meaning, dec_shape) -> None:
     with torch.no_grad():
         q = _run(lambda: module.encode(x, c), module.encoder if "encoder" in own else None, "encoder", seen, owner,
-                 hint, (B, W), meaning)
+                 hint, enc_shape, meaning)
         z = q if torch.is_tensor(q) else q.mean
         dec = _net(module.decoder) if "decoder" in own else None
-        out = _run(lambda: module.decode(z, c), dec, "decoder", seen, owner, "", (B, *S),
+        out = _run(lambda: module.decode(z, c), dec, "decoder", seen, owner, "", dec_shape,
                    "the likelihood's parameters, one value per feature of an example, shaped like the examples the "
                    "networks take")
         if own & set(NAMED):
