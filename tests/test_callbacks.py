@@ -340,3 +340,40 @@ def test_the_readme_callbacks_example_runs(X, tmp_path, monkeypatch, capsys):
     client = MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
     (run,) = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
     assert len(client.get_metric_history(run.info.run_id, "val_elbo")) == vae.n_epochs_
+
+
+CALLBACK_MODULE = '''
+from pathlib import Path
+from latentlab import Callback
+
+class Mark(Callback):
+    def __init__(self, path, stop_at=None):
+        self.path, self.stop_at = Path(path), stop_at
+
+    def on_epoch_end(self, record):
+        with open(self.path, "a") as f:
+            f.write(f"{record['epoch']} {record['kl_weight']}\\n")
+        return self.stop_at is not None and record["epoch"] >= self.stop_at
+'''
+
+
+def test_a_callback_of_ones_own_on_the_command_line(X, tmp_path, monkeypatch, capsys):
+    from latentlab.cli import main
+
+    (tmp_path / "mycbs.py").write_text(CALLBACK_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "mycbs", raising=False)
+    np.save(tmp_path / "x.npy", X)
+    marks = tmp_path / "marks.txt"
+    rc = main(["fit", "vae", "--data", str(tmp_path / "x.npy"), "--hidden", "16", "--epochs", "5", "--warmup-epochs", "2",
+               "--eval-k", "4", "--out", str(tmp_path / "run"), "--callback", f"mycbs:Mark(path={str(marks)!r}, stop_at=3)",
+               "--json"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["metrics"]["epochs"] == 3
+    assert [line.split()[0] for line in marks.read_text().splitlines()] == ["1", "2", "3"]
+    rc = main(["fit", "vae", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r2"), "--callback", "json:dumps"])
+    err = capsys.readouterr().err  # a function that needs arguments: one clear line
+    assert rc == 2 and "json:dumps failed" in err and len(err.strip().splitlines()) == 1
+    rc = main(["fit", "vae", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r3"),
+               "--callback", "collections:OrderedDict"])
+    assert rc == 2 and "not a latentlab.Callback" in capsys.readouterr().err

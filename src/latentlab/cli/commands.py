@@ -62,6 +62,20 @@ def _open(args):
     return api.open_run(args.run_dir, args.data, labels=args.labels, label_column=args.label_column)
 
 
+def _callbacks(args, run_dir) -> list:
+    """The callbacks --callback names (built from their specs: the command line asked for that code),
+    then the loggers --log asks for."""
+    out = []
+    for text in getattr(args, "callback", None) or []:
+        from ..nn.spec import ModuleSpec
+
+        cb = ModuleSpec.parse(text).instantiate()
+        if not any(callable(getattr(cb, h, None)) for h in ("on_fit_start", "on_step_end", "on_epoch_end", "on_fit_end")):
+            raise UsageError(f"latentlab fit: --callback {text} built a {type(cb).__name__}, not a latentlab.Callback.")
+        out.append(cb)
+    return out + _loggers(args, run_dir)
+
+
 def _loggers(args, run_dir) -> list:
     """The callbacks --log asks for (none without it)."""
     kinds = list(dict.fromkeys(getattr(args, "log", None) or []))
@@ -89,7 +103,7 @@ def cmd_fit(args, argv) -> int:
                 f"latentlab fit --resume: the settings come from {run_dir}/run.json; drop "
                 f"{', '.join('--' + e.replace('_', '-') for e in extra) or '--data'} (only --epochs may change)."
             )
-        run = api.resume(run_dir, epochs=given.get("epochs"), command=argv, callbacks=_loggers(args, run_dir))
+        run = api.resume(run_dir, epochs=given.get("epochs"), command=argv, callbacks=_callbacks(args, run_dir))
     else:
         if model is None:
             from ..models import MODELS
@@ -102,7 +116,7 @@ def cmd_fit(args, argv) -> int:
             params["latent_dim"] = args.latent_dim
         config = api.RunConfig(model, args.data or api.RunConfig.data, params, args.test_fraction, args.split_seed, args.eval_k,
                                labels=getattr(args, "labels", None), label_column=getattr(args, "label_column", None))
-        run = api.fit(config, args.out, command=argv, callbacks=_loggers(args, args.out))
+        run = api.fit(config, args.out, command=argv, callbacks=_callbacks(args, args.out))
 
     def human():
         c = run.config

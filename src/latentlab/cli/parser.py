@@ -89,6 +89,9 @@ def _log_options(p) -> None:
                    "'latentlab[mlflow]'); give it twice for both")
     g.add_argument("--log-dir", metavar="DIR_OR_URI", default=argparse.SUPPRESS,
                    help="where --log writes instead: TensorBoard's event folder, or MLflow's tracking URI or store folder")
+    g.add_argument("--callback", action="append", metavar="MODULE:NAME(K=V)", default=argparse.SUPPRESS,
+                   help="a latentlab.Callback of your own, built from an importable module (on PYTHONPATH) with "
+                   "literal keyword arguments, e.g. --callback 'mycbs:TimeBudget(seconds=600)'; may be repeated")
 
 
 def build_parser() -> argparse.ArgumentParser:

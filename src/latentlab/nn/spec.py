@@ -127,13 +127,17 @@ class ModuleSpec:
             raise ConfigError(f"{self.target} is not a class or a function, so it cannot build a network.")
         return obj
 
-    def build(self) -> nn.Module:
-        """Import ``target`` and call it with ``kwargs``; the module it returns."""
+    def instantiate(self) -> Any:
+        """Import ``target`` and call it with ``kwargs``; whatever it returns (see :meth:`build`)."""
         fn = self.resolve()
         try:
-            module = fn(**self.kwargs)
+            return fn(**self.kwargs)
         except TypeError as exc:
             raise ConfigError(f"{self.text()} failed: {exc}; check the arguments against {self.target}'s signature.") from None
+
+    def build(self) -> nn.Module:
+        """Import ``target`` and call it with ``kwargs``; the module it returns."""
+        module = self.instantiate()
         if not isinstance(module, nn.Module):
             raise ConfigError(f"{self.text()} returned a {type(module).__name__}, not a torch.nn.Module.")
         return module
