@@ -4,6 +4,10 @@ The loop knows nothing about autoencoders: it minimises ``objective(module, batc
 through the one training step the objective hands it (:mod:`latentlab.objectives.base`).
 It is written as small named steps (nanoGPT's habit): :meth:`_Loop.resume`, :meth:`_Loop.run_epoch`,
 :meth:`_Loop.end_epoch`, :meth:`_Loop.save`.
+Callbacks (:mod:`latentlab.training.callbacks`) are called from :meth:`_Loop.run` (start, end, a
+stop request after an epoch), :meth:`_Loop.run_epoch` (after a step, only when one wants steps) and
+the epoch's record hook :meth:`_Loop._epoch_record`, which also adds the objective's scheduled
+weights (``kl_weight``).
 
 Guarantees (tested in tests/test_trainer.py and tests/test_robustness.py):
 
