@@ -233,8 +233,9 @@ class NeuralModel(LatentModel):
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(cfg.seed)
             module = self._build_module().to(device)
-            own.check_first_batch(self, module, train_data.gather(torch.arange(min(2, len(train_data)))),
-                                  self._own_networks(), self._encoder_width())
+            if self._own_networks():  # the first batch through your networks, shapes checked (reads 2 rows)
+                own.check_first_batch(self, module, train_data.gather(torch.arange(min(2, len(train_data)))),
+                                      self._own_networks(), self._encoder_width())
             result = train(
                 module,
                 self._objective(),
