@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-__all__ = ["Objective", "AutogradStep", "make_step", "scheduled_weights"]
+__all__ = ["Objective", "AutogradStep", "make_step", "scheduled_weights", "epoch_weights"]
 
 
 class AutogradStep:
@@ -72,3 +72,16 @@ def scheduled_weights(objective: Callable, progress: float) -> dict[str, float]:
     if isinstance(objective, Objective):
         return objective.scheduled_weights(progress)
     return {}
+
+
+def epoch_weights(objective: Callable, epoch: int, steps: int) -> dict[str, float]:
+    """The scheduled weights of epoch ``epoch`` (0-based): their mean over its ``steps`` steps, at
+    progress epoch + s / steps (what the history records, e.g. ``kl_weight`` during a warm-up)."""
+    sums: dict[str, float] = {}
+    for s in range(steps):
+        w = scheduled_weights(objective, epoch + s / steps)
+        if not w:
+            break
+        for k, v in w.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / steps for k, v in sums.items()}

@@ -40,7 +40,7 @@ from .._version import __version__
 from ..config import TrainConfig
 from ..errors import CheckpointError, DivergenceError
 from ..io import save_tensors
-from ..objectives.base import make_step, scheduled_weights
+from ..objectives.base import epoch_weights, make_step
 from . import distributed
 from .callbacks import CallbackList, FitInfo
 from .checkpoint import (
@@ -323,15 +323,7 @@ class _Loop:
     def _epoch_record(self, record: dict[str, Any]) -> None:
         """An epoch's record, before it is stored: the objective's scheduled weights (mean over the
         epoch's steps), then the ``callback`` of :func:`train`, then the callbacks."""
-        n = self.steps_per_epoch
-        sums: dict[str, float] = {}
-        for s in range(n):
-            w = scheduled_weights(self.objective, self.epoch + s / n)
-            if not w:
-                break
-            for k, v in w.items():
-                sums[k] = sums.get(k, 0.0) + v
-        record.update({k: v / n for k, v in sums.items()})
+        record.update(epoch_weights(self.objective, self.epoch, self.steps_per_epoch))
         if self.user_callback is not None:
             self.user_callback(record)
         self.callbacks.epoch_end(record)
