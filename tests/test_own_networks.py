@@ -5,6 +5,7 @@ networks back, or rebuild them from a recorded spec only with trust_code)."""
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 import sys
@@ -425,3 +426,30 @@ def test_runs_with_own_networks_reopen_and_resume_with_them_handed_back(tmp_path
         api.resume(tmp_path / "r", epochs=3)
     more = api.resume(tmp_path / "r", epochs=3, encoder=Enc(4), decoder=Dec(2))
     assert more.model.n_epochs_ == 3 and [h["epoch"] for h in more.model.history_] == [1, 2, 3]
+
+
+def test_own_networks_export_to_onnx_and_run_in_the_explorer(X, tmp_path):
+    """The other consumers of module_: the ONNX export (run with onnxruntime) and the explorer's
+    in-page decoder see your networks like the built-in ones."""
+    import importlib.util
+
+    from latentlab.explorer import decoder_program
+
+    dec = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 64))
+    m = VAE(latent_dim=2, encoder=Enc(4), decoder=dec, likelihood="bernoulli", **FAST).fit(X)
+    assert [op["op"] for op in decoder_program(m)["ops"]][:3] == ["linear", "relu", "linear"]
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
+        if os.environ.get("CI"):
+            pytest.fail("onnxruntime/onnxscript are not installed, and CI must run this test ('.[dev]' has them)")
+        pytest.skip("onnxruntime or onnxscript not installed (pip install 'latentlab[dev]'); CI runs this test")
+    import onnxruntime
+
+    from latentlab.exporter import export
+
+    info = export(m, tmp_path / "onnx", format="onnx")
+    enc = onnxruntime.InferenceSession(str(tmp_path / "onnx" / info["encoder"]["file"]))
+    decs = onnxruntime.InferenceSession(str(tmp_path / "onnx" / info["decoder"]["file"]))
+    (z,) = enc.run(None, {"x": X[:9]})
+    np.testing.assert_allclose(z, m.transform(X[:9]), rtol=1e-4, atol=1e-5)
+    (r,) = decs.run(None, {"z": z})
+    np.testing.assert_allclose(r, m.inverse_transform(z), rtol=1e-4, atol=1e-5)

@@ -21,6 +21,8 @@ _LAZY = {
     "report": "latentlab.report",
     "evaluation": "latentlab.evaluation",
     "TrainConfig": "latentlab.config",
+    "export": "latentlab.exporter",
+    "explore": "latentlab.explorer",
     "load": "latentlab.models",
     "Likelihood": "latentlab.nn",
     "ModuleSpec": "latentlab.nn",

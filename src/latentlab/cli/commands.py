@@ -10,7 +10,8 @@ import numpy as np
 
 from .options import UsageError, given_params
 
-__all__ = ["cmd_fit", "cmd_evaluate", "cmd_encode", "cmd_reconstruct", "cmd_sample", "cmd_interpolate", "cmd_compare", "cmd_report", "cmd_demo"]
+__all__ = ["cmd_fit", "cmd_evaluate", "cmd_encode", "cmd_reconstruct", "cmd_sample", "cmd_interpolate", "cmd_export",
+           "cmd_explore", "cmd_compare", "cmd_report", "cmd_demo"]
 
 
 def _fmt(v: Any) -> str:
@@ -222,6 +223,39 @@ def cmd_interpolate(args, argv) -> int:
     P = api.interpolate(run, start=args.start, end=args.end, steps=args.steps, split=args.split, label=args.label)
     write_array(args.out, P, image_shape=_image_shape(run), ncols=args.steps, columns=_columns(run))
     _emit(args, {"out": args.out, "shape": list(P.shape)}, lambda: print(f"wrote {P.shape[0]} interpolation steps to {args.out}"))
+    return 0
+
+
+def _shape(spec) -> str:
+    return "(" + ", ".join(str(s) for s in spec["shape"]) + ")"
+
+
+def cmd_export(args, argv) -> int:
+    from ..exporter import MANIFEST, export
+
+    info = export(args.run_dir, args.out, args.format, logvar=args.logvar, opset=args.opset)
+
+    def human():
+        print(f"wrote {info['encoder']['file']} and {info['decoder']['file']} to {info['path']} ({info['exporter']}); "
+              f"{MANIFEST} describes them:")
+        for part in ("encoder", "decoder"):
+            ins = ", ".join(f"{s['name']} {_shape(s)}" for s in info[part]["inputs"])
+            outs = ", ".join(f"{s['name']} {_shape(s)}" for s in info[part]["outputs"])
+            print(f"  {part}: {ins} -> {outs}")
+        if info["condition"] is not None:
+            print(f"  y: {info['condition']['encoding']}")
+
+    _emit(args, info, human)
+    return 0
+
+
+def cmd_explore(args, argv) -> int:
+    from ..explorer import explore
+
+    run = _open(args)
+    path = explore(run, args.out, split=args.split, dims=args.dims, decoder=args.decoder, grid=args.grid,
+                   max_points=args.max_points)
+    _emit(args, {"page": str(path)}, lambda: print(path))
     return 0
 
 

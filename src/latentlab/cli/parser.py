@@ -20,6 +20,8 @@ _EPILOG_MAIN = """examples:
   latentlab sample runs/vae -n 64 --out samples.png
   latentlab compare --data mnist --latent-dim 16 --out runs/mnist
   latentlab report runs/vae
+  latentlab explore runs/vae                       # explore.html: drag a point, watch it decode
+  latentlab export runs/vae --format onnx          # runs/vae/export/encoder.onnx, decoder.onnx
 
 exit status: 0 success, 2 bad usage or input, 1 other errors, 130 interrupted."""
 
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latentlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for add in (_add_fit, _add_evaluate, _add_use_commands, _add_compare, _add_report_and_demo):
+    for add in (_add_fit, _add_evaluate, _add_use_commands, _add_export, _add_explore, _add_compare, _add_report_and_demo):
         add(sub, common)
     return parser
 
@@ -221,6 +223,65 @@ def _add_use_commands(sub, common) -> None:
                    "along the line between the two rows' own)")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.png, FILE.npy or FILE.csv")
 
+
+
+#: latentlab.exporter.FORMATS and latentlab.explorer.DECODERS, named here so that building the parser
+#: imports neither (tests/test_export.py and tests/test_explore.py check that they agree).
+EXPORT_FORMATS = ("onnx", "torchscript")
+EXPLORE_DECODERS = ("auto", "weights", "grid")
+
+
+def _add_export(sub, common) -> None:
+    """latentlab export RUN: the encoder and the decoder as ONNX or TorchScript files."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    ex = sub.add_parser("export", parents=[common], help="write the encoder and the decoder as ONNX or TorchScript",
+                        formatter_class=fmt,
+                        description="Write the run's encoder and decoder as two files (encoder.onnx and decoder.onnx, or "
+                        ".pt for TorchScript) and export.json, which names their inputs and outputs with shapes. The data "
+                        "scaling is folded in: the encoder takes the data as you have it, (batch, *input shape) float32, "
+                        "and returns the codes (posterior means for the VAE family; --logvar adds their log-variances); "
+                        "the decoder returns E[x|z] in the data's units (for a Bernoulli decoder, probabilities). The "
+                        "batch dimension is dynamic. A conditional VAE takes its condition as a second input y: one-hot "
+                        "rows in the order of the classes in export.json (or the side inputs).",
+                        epilog="examples:\n  latentlab export runs/vae                       # runs/vae/export/{encoder,decoder}.onnx\n"
+                        "  latentlab export runs/vae --format torchscript --out vae-ts   # torch.jit.load('vae-ts/encoder.pt')")
+    ex.add_argument("run_dir", metavar="RUN_DIR")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="file format (default: %(default)s)")
+    ex.add_argument("--out", metavar="DIR", default=None, help="folder to write (default: RUN_DIR/export)")
+    ex.add_argument("--logvar", action="store_true", help="VAE family: the encoder also returns the posterior log-variances")
+    ex.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset version (default: the exporter's)")
+    ex.set_defaults(handler=commands.cmd_export)
+
+
+def _add_explore(sub, common) -> None:
+    """latentlab explore RUN: the interactive latent-space page."""
+    from ..runs import SPLITS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    ep = sub.add_parser("explore", parents=[common], help="write explore.html: move a point through the latent space",
+                        formatter_class=fmt,
+                        description="Write a self-contained explore.html (no server, nothing fetched): drag a point over "
+                        "a 2-D pad of the latent space (sliders for every dimension, and a choice of the two the pad "
+                        "shows) and see it decoded at once, beside the test codes coloured by label and a shading of "
+                        "where they lie. Decoding runs in the page from the decoder's embedded weights (MLP and "
+                        "convolutional decoders, PCA); a decoder with layers the page does not know is shown from a "
+                        "grid of decodes.",
+                        epilog="examples:\n  latentlab explore runs/vae && xdg-open runs/vae/explore.html\n"
+                        "  latentlab explore runs/vae16 --dims 3,7 --out vae16.html")
+    ep.add_argument("run_dir", metavar="RUN_DIR")
+    ep.add_argument("--out", metavar="FILE", default=None, help="the page to write (default: RUN_DIR/explore.html)")
+    _data_option(ep, "the run's own data")
+    ep.add_argument("--split", choices=SPLITS, default=None,
+                    help="which rows are shown as points (default: test; for another --data without a test split, all)")
+    _condition_options(ep)
+    ep.add_argument("--dims", metavar="I,J", default=None, help="the two latent dimensions the pad starts on (default: 0,1)")
+    ep.add_argument("--decoder", choices=EXPLORE_DECODERS, default="auto",
+                    help="decode from the embedded weights, or from a grid of decodes; auto: the weights where every "
+                    "layer is known (default: %(default)s)")
+    ep.add_argument("--grid", type=int, default=24, metavar="N", help="points per side of that grid (default: %(default)s)")
+    ep.add_argument("--max-points", type=int, default=2000, metavar="N",
+                    help="at most N rows shown as points, a seeded random choice (default: %(default)s)")
+    ep.set_defaults(handler=commands.cmd_explore)
 
 
 def _add_compare(sub, common) -> None:

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 
 from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
-from ..errors import CheckpointError, DataError, NotFittedError, UnknownParameterError
+from ..errors import CheckpointError, ConfigError, DataError, NotFittedError, UnknownParameterError
 from ..io import atomic_write_text, jsonable, save_tensors
 from ..nn.spec import network_record
 
@@ -280,6 +280,31 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         za, zb = self.transform(np.stack([np.asarray(x_start), np.asarray(x_end)]), y)
         Z = ((1 - t) * za[None, :] + t * zb[None, :]).astype(np.float32)
         return self.inverse_transform(Z, y_path)
+
+    def torch_modules(self, *, logvar: bool = False):
+        """The encoder and the decoder as standalone torch modules, in the user's units:
+        ``(encoder, decoder)`` (:class:`latentlab.nn.graphs.DataEncoder`, ``DataDecoder``), float32,
+        on the CPU, in eval mode, with copies of the weights.
+
+        ``encoder(x)``: x (B, *input_shape) as ``transform`` takes it -> the codes ``transform``
+        returns, (B, code_size) (posterior means for the VAE family; with ``logvar`` the pair
+        (means, log-variances)). ``decoder(z)``: -> ``inverse_transform(z)``, (B, *input_shape).
+        A conditional model's modules take the condition as a second argument, (B, m) floats
+        (one-hot rows in the order of ``classes_`` for class labels). The data scaling is folded in.
+
+        Example
+        -------
+        >>> import numpy as np, torch
+        >>> from latentlab import PCA
+        >>> X = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+        >>> enc, dec = PCA(latent_dim=2).fit(X).torch_modules()
+        >>> dec(enc(torch.from_numpy(X))).shape
+        torch.Size([50, 4])
+        """
+        raise ConfigError(
+            f"{type(self).__name__} has no torch form (torch_modules); export and explore work for PCA, "
+            "the autoencoder and the VAE family."
+        )
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:  # pragma: no cover

@@ -331,6 +331,30 @@ class NeuralModel(LatentModel):
         g.manual_seed(int(seed))
         return g
 
+    def torch_modules(self, *, logvar: bool = False):
+        """The encoder and the decoder as standalone torch modules in the user's units (see
+        :meth:`LatentModel.torch_modules`): copies of ``module_`` on the CPU, float32, with the
+        data scaling folded in. The encoder returns the codes ``transform`` returns (the VAE
+        family: posterior means; ``logvar=True`` adds their log-variances); the decoder returns
+        ``inverse_transform``'s E[x|z] (for the Bernoulli, probabilities). A conditional model's
+        modules take its condition (B, m) as a second input."""
+        import copy
+
+        from ..errors import ConfigError
+        from ..nn.graphs import DataDecoder, DataEncoder, EncodeOf
+
+        self._check_is_fitted()
+        posterior = "posterior" in self.capabilities
+        if logvar and not posterior:
+            raise ConfigError(f"an {type(self).__name__}'s codes have no posterior variance; export without logvar.")
+        m = copy.deepcopy(self.module_).to(device="cpu", dtype=torch.float32).eval().requires_grad_(False)
+        cond_dim = int(self.n_cond_) if self.conditional else 0
+        output = "code" if not posterior else ("mean_logvar" if logvar else "mean")
+        off, fac = self.scale_offset_, self.scale_factor_
+        enc = DataEncoder(EncodeOf(m), self.n_features_in_, self._module_shape(), off, fac, output, bool(cond_dim))
+        dec = DataDecoder(m.decoder, self.input_shape_, off, fac, getattr(m, "likelihood", None), cond_dim)
+        return enc.eval(), dec.eval()
+
     # ------------------------------------------------------------------ persistence
     def _state(self):
         state = self._base_state()

@@ -206,6 +206,26 @@ class PCA(LatentModel):
             Zc = Zc * np.sqrt(self.explained_variance_)
         return self._output(Zc @ self.components_ + self.mean_)
 
+    def torch_modules(self, *, logvar: bool = False):
+        """The encoder and the decoder as linear torch modules in the user's units (see
+        :meth:`LatentModel.torch_modules`): ``encoder(x) = W (x - mean_)`` (divided by
+        ``sqrt(explained_variance_)`` when whitening) and ``decoder(z) = W^T z + mean_``, with the
+        data scaling folded in; float32. PCA's codes have no variance: ``logvar`` is an error."""
+        from ..nn.graphs import DataDecoder, DataEncoder, linear
+
+        self._check_is_fitted()
+        if logvar:
+            raise ConfigError("PCA's codes are a linear map of x with no posterior variance; export without logvar.")
+        W = self.components_.astype(np.float64)  # (k, F)
+        s = np.sqrt(np.maximum(self.explained_variance_.astype(np.float64), np.finfo(np.float32).tiny))
+        s = s if self.whiten else np.ones_like(s)
+        mean = self.mean_.astype(np.float64)
+        enc = linear(W / s[:, None], -(W @ mean) / s)
+        dec = linear((W * s[:, None]).T, mean)
+        F, shape = self.n_features_in_, (self.n_features_in_,)
+        return (DataEncoder(enc, F, shape, self.scale_offset_, self.scale_factor_).eval(),
+                DataDecoder(dec, self.input_shape_, self.scale_offset_, self.scale_factor_).eval())
+
     @property
     def capabilities(self) -> frozenset[str]:
         # Probabilistic PCA has a density only when some variance is discarded (noise > 0).
