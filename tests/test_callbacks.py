@@ -377,3 +377,27 @@ def test_a_callback_of_ones_own_on_the_command_line(X, tmp_path, monkeypatch, ca
     rc = main(["fit", "vae", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r3"),
                "--callback", "collections:OrderedDict"])
     assert rc == 2 and "not a latentlab.Callback" in capsys.readouterr().err
+
+
+def test_run_folder_logs_follow_the_run_it_holds(tmp_path):
+    """A fit that replaces a run replaces its logs; a resume of a finished run continues them
+    (both are written in the staging folder that becomes the run)."""
+    _need("tensorboard", "tensorboard")
+    from latentlab import TensorBoardLogger, api
+
+    def cfg(epochs):
+        return api.RunConfig("vae", "digits", {"hidden": (8,), "epochs": epochs, "patience": None, "latent_dim": 2},
+                             eval_k=4)
+
+    out = tmp_path / "run"
+    api.fit(cfg(3), out, callbacks=[TensorBoardLogger()])
+    run = api.fit(cfg(2), out, callbacks=[TensorBoardLogger()])
+    tb = _scalars(out / "tensorboard")["train/loss"]
+    assert [s for s, _ in tb] == [1, 2]
+    np.testing.assert_allclose([v for _, v in tb], [h["train_loss"] for h in run.model.history_], rtol=1e-5)
+    more = api.resume(out, epochs=4, callbacks=[TensorBoardLogger()])
+    tb = _scalars(out / "tensorboard")["train/loss"]
+    assert [s for s, _ in tb] == [1, 2, 3, 4]
+    np.testing.assert_allclose([v for _, v in tb], [h["train_loss"] for h in more.model.history_], rtol=1e-5)
+    assert _lines(out / "history.jsonl") == json.loads(json.dumps(more.model.history_))
+    assert not any(p.name.endswith(".staging") for p in tmp_path.iterdir())

@@ -292,5 +292,5 @@ def test_ctrl_c_exits_130_and_resume_continues(tmp_path, capsys):
     r = ok(run_cli("fit", "--resume", d, "--epochs", done + 2, "--json"))
     hist = load(d).history_
     assert len(hist) == done + 2 and json.loads(r.stdout)["metrics"]["epochs"] == done + 2
-    assert cli.main(["fit", "vae", "--resume", str(d), "--lr", "0.1"]) == 2
-    assert "only --epochs may change" in capsys.readouterr().err
+    assert cli.main(["fit", "vae", "--resume", str(d), "--latent-dim", "5"]) == 2
+    assert "fit --resume cannot change latent_dim (2 -> 5)" in capsys.readouterr().err

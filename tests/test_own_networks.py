@@ -424,7 +424,9 @@ def test_runs_with_own_networks_reopen_and_resume_with_them_handed_back(tmp_path
     np.testing.assert_array_equal(again.model.transform(again.test.data), run.model.transform(run.test.data))
     with pytest.raises(CheckpointError, match="Hand them back"):
         api.resume(tmp_path / "r", epochs=3)
-    more = api.resume(tmp_path / "r", epochs=3, encoder=Enc(4), decoder=Dec(2))
+    with pytest.raises(ConfigError, match="cannot change encoder"):  # a setting, not a network to hand back
+        api.resume(tmp_path / "r", epochs=3, encoder=Enc(4), decoder=Dec(2))
+    more = api.resume(tmp_path / "r", epochs=3, networks={"encoder": Enc(4), "decoder": Dec(2)})
     assert more.model.n_epochs_ == 3 and [h["epoch"] for h in more.model.history_] == [1, 2, 3]
 
 

@@ -144,7 +144,8 @@ def _flag(name, value):
 CASES = [
     Case("nan-and-inf", _fit(PCA, _npy("nan.npy"), latent_dim=2), DataError,
          r"X contains 2 NaN or infinite value\(s\), the first in row 3; remove or impute them",
-         ["fit", "pca", "--data", "{d}/nan.npy", "--out", "{d}/o"]),
+         ["fit", "pca", "--data", "{d}/nan.npy", "--out", "{d}/o"],
+         cli_message=r"the data .*nan.npy contains 2 NaN or infinite value\(s\), the first in row 3; remove or impute them"),
     Case("empty", _fit(VAE, np.zeros((0, 6), np.float32)), DataError,
          r"X is empty \(0 samples\); at least 2 are needed here: pass 2 or more examples",
          ["fit", "vae", "--data", "{d}/empty.npy", "--out", "{d}/o"]),

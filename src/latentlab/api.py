@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from .datasets import Dataset
 from .datasets.labels import load_dataset
 from .datasets.sources import absolute_spec
 from .datasets.splits import split_data
-from .errors import CheckpointError, ConfigError, DataError
-from .io import atomic_write_text, jsonable, read_json
+from .datasets.fingerprint import fingerprint
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError, RunInUseError
+from .io import FolderLock, atomic_write_text, jsonable, read_json
+from .limits import check_output, check_samples, check_seed
 from .models.base import LatentModel
 from .models.registry import load, model_class, model_name
 from .runs import (
@@ -38,18 +41,26 @@ from .runs import (
     Run,
     RunConfig,
     accepts,
+    RunWriter,
     build_estimator,
+    check_conditions,
+    check_data,
+    check_fingerprint,
+    check_output_path,
     condition_of,
     default_split,
     model_input,
     open_run,
     pick,
     read_run_json,
+    resume_dir,
     run_config_from,
     save_run,
     write_run_json,
 )
 from .validation import check_int
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
 
 __all__ = [
     "fit",
@@ -88,13 +99,16 @@ def fit(
     ----------
     config : RunConfig
     out : run directory to write (model, checkpoint each epoch, run.json), or None to keep the
-        run in memory only.
+        run in memory only. A folder that holds a run already is replaced only when the new fit
+        has succeeded (:class:`latentlab.runs.RunWriter`); one process writes it at a time.
     resume : continue from the checkpoint in ``out`` (see :func:`resume`).
     command : the command line, recorded in run.json.
     dataset : ``config.data`` already loaded (to load it once for several fits).
     callbacks : :class:`latentlab.training.Callback` objects for the training loop, e.g. the
         loggers :class:`~latentlab.training.TensorBoardLogger` and :class:`~latentlab.training.MLflowLogger`.
         Every run directory of a network also gets ``history.jsonl``, one line per epoch.
+
+    The whole input (every split, and the labels) is checked before the first epoch.
 
     Under torchrun (``torchrun --nproc-per-node N -m latentlab fit ...``) every process trains its
     share of each batch (see :func:`latentlab.training.train`); only rank 0 measures the model and
@@ -104,16 +118,32 @@ def fit(
     -------
     Run, with ``metrics`` measured on the test split (when there is one).
     """
+    ds = dataset if dataset is not None else load_dataset(config.data, labels=config.labels, label_column=config.label_column)
+    check_data(ds)
+    parts = split_data(ds, config.test_fraction, config.split_seed)
+    if out is None:
+        return _fit(config, ds, parts, None, resume=resume, command=command, callbacks=callbacks)
+    out = Path(out)
+    # a path is recorded absolute, so that the run reopens from anywhere
+    config = dataclasses.replace(config, data=absolute_spec(config.data))
+    if config.labels is not None:
+        config = dataclasses.replace(config, labels=str(Path(config.labels).resolve()))
+    check_output_path(out / "model.safetensors", Run(None, config))  # never a run folder inside its own data
+    with RunWriter(out, resume=resume, command=" ".join(command) if command else None) as tx:
+        try:
+            run = _fit(config, ds, parts, tx.work, resume=resume, command=command, final=out, callbacks=callbacks)
+        except DivergenceError as exc:
+            raise _resumable(exc, out, tx.work) from None
+        tx.commit()
+    run.path = out
+    return run
+
+
+def _fit(config, ds, parts, work, *, resume, command, final=None, callbacks=None) -> Run:
+    """Fit and measure ``config`` on the split ``parts``, writing the run into ``work`` (or not)."""
     from .training.distributed import is_main_process
 
-    ds = dataset if dataset is not None else load_dataset(config.data, labels=config.labels, label_column=config.label_column)
-    parts = split_data(ds, config.test_fraction, config.split_seed)
-    out = Path(out) if out is not None else None
-    if out is not None:  # a path is recorded absolute, so that the run reopens from anywhere
-        config = dataclasses.replace(config, data=absolute_spec(config.data))
-        if config.labels is not None:
-            config = dataclasses.replace(config, labels=str(Path(config.labels).resolve()))
-    est = build_estimator(config, ds, checkpoint_dir=out)
+    est = build_estimator(config, ds, checkpoint_dir=work)
     X = model_input(est, parts["train"])
     kw: dict[str, Any] = {}
     args: tuple = (X, condition_of(est, parts["train"]))
@@ -121,6 +151,10 @@ def fit(
         kw["X_val"] = model_input(est, parts["valid"])
         if est.conditional:
             kw["y_val"] = condition_of(est, parts["valid"], "the validation split")
+    if parts["test"] is not None:  # fails now, not after training, when the test rows have no condition
+        model_input(est, parts["test"])
+        condition_of(est, parts["test"], "the test split")
+    check_conditions(est, parts)
     if callbacks:
         if not accepts(est.fit, "callbacks"):
             raise ConfigError(f"{config.model} is fitted in closed form, with no epochs or steps to call back or log; "
@@ -130,8 +164,9 @@ def fit(
         if not accepts(est.fit, "resume"):
             raise ConfigError(f"{config.model} is fitted in closed form and has nothing to resume; run fit again.")
         kw["resume"] = True
-    run = Run(est, config, parts["train"], parts["valid"], parts["test"], path=out)
-    if out is not None:
+    run = Run(est, config, parts["train"], parts["valid"], parts["test"], path=work)
+    run.info["fingerprint"] = fingerprint(ds)
+    if work is not None:
         # Written before training, so that `fit --resume` finds the settings after a Ctrl-C.
         write_run_json(run, command, status="training")
     t0 = time.perf_counter()
@@ -145,31 +180,100 @@ def fit(
     if parts["test"] is not None:
         run.metrics["n_test"] = len(parts["test"])
         run.metrics.update(measure(est, parts["test"], k=config.eval_k))
-    if out is not None:
+    if work is not None:
+        if final is not None and accepts(type(est), "checkpoint_dir"):
+            est.set_params(checkpoint_dir=str(final))  # where the run will be, not where it was written
         save_run(run, command=command)
     return run
 
 
-def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[str] | None = None,
-           callbacks: Sequence[Any] | None = None, trust_code: bool | None = None, **networks) -> Run:
-    """Continue the training of the run in ``run_dir`` from its last checkpoint, with the same
-    data, split and settings (``epochs`` may raise the number of epochs).
+def _resumable(exc: DivergenceError, out: Path, work: Path) -> DivergenceError:
+    """The divergence message, with the command that continues from the kept checkpoint."""
+    if getattr(exc, "data_scale", False) or not (work / CHECKPOINT_NAME).is_file():
+        return exc
+    lr = getattr(exc, "lr", None)
+    lr_opt = f" --lr {lr / 10:g}" if lr else " --lr LR"
+    new = DivergenceError(f"{exc} From the command line: latentlab fit --resume {out}{lr_opt} (or --grad-clip 1) continues from that checkpoint.")
+    new.__dict__.update(exc.__dict__)
+    return new
 
-    A run fitted with networks of your own needs them as :func:`latentlab.load` does: handed back
-    (``resume(run_dir, encoder=..., decoder=...)``), or rebuilt from their recorded specs with
-    ``trust_code=True``."""
+
+#: What ``fit --resume`` may change: training settings that the checkpoint does not fix. Every
+#: other setting describes the network, the objective or the data the checkpoint was made with.
+RESUMABLE = ("epochs", "lr", "patience", "grad_clip", "device", "eval_k", "verbose")
+
+
+def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[str] | None = None,
+           allow_changed_data: bool = False, callbacks: Sequence[Any] | None = None, trust_code: bool | None = None,
+           networks: Mapping[str, Any] | None = None, **changes: Any) -> Run:
+    """Continue the training of the run in ``run_dir`` from its last checkpoint, with the same
+    data, split and settings.
+
+    ``epochs`` (more epochs in all), ``lr``, ``patience``, ``grad_clip``, ``device`` and
+    ``eval_k`` may change (see :data:`RESUMABLE`); any other setting given in ``changes``
+    (estimator settings such as ``latent_dim`` or ``hidden``, or ``model``, ``data``,
+    ``test_fraction``, ``split_seed``, ``labels``...) must equal the recorded one, else it is a
+    ConfigError that names it. A run without a checkpoint is a CheckpointError (resume never
+    starts again from epoch 0), as is data that changed since the fit (unless
+    ``allow_changed_data``).
+
+    ``callbacks`` as for :func:`fit`. A run fitted with networks of your own needs them as
+    :func:`latentlab.load` does: handed back (``networks={"encoder": ..., "decoder": ...}``), or
+    rebuilt from their recorded specs with ``trust_code=True``.
+
+    Example
+    -------
+    >>> run = resume("runs/vae", epochs=200, lr=1e-4)  # doctest: +SKIP
+    """
     from .models.own import resolve_saved_networks
 
     run_dir = Path(run_dir)
-    info = read_run_json(run_dir)
-    config = run_config_from(info, run_dir)
+    work = resume_dir(run_dir)
+    info = read_run_json(work)
+    config = run_config_from(info, work)
     if config is None:
-        raise CheckpointError(f"{run_dir / RUN_FILE} records no settings to resume with; fit again with `latentlab fit`.")
-    params = resolve_saved_networks(model_class(config.model), config.params, networks, trust_code, str(run_dir))
+        raise CheckpointError(f"{work / RUN_FILE} records no settings to resume with; fit again with `latentlab fit`.")
     if epochs is not None:
-        params["epochs"] = epochs
+        changes["epochs"] = epochs
+    config = _resume_config(config, changes)
+    params = resolve_saved_networks(model_class(config.model), config.params, networks or {}, trust_code, str(run_dir))
     config = dataclasses.replace(config, params=params)
-    return fit(config, run_dir, resume=True, command=command, callbacks=callbacks)
+    ds = load_dataset(config.data, labels=config.labels, label_column=config.label_column)
+    if not allow_changed_data:
+        check_fingerprint(info, ds, run_dir, verb="resume")
+    return fit(config, run_dir, resume=True, command=command, dataset=ds, callbacks=callbacks)
+
+
+def _resume_config(config: RunConfig, changes: Mapping[str, Any]) -> RunConfig:
+    """``config`` with the resumable ``changes``; a ConfigError naming every other setting that differs."""
+    cls = model_class(config.model)
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"params"}
+    defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+    refused, params, top = [], dict(config.params), {}
+    for k, v in changes.items():
+        if k in fields:
+            old = getattr(config, k)
+            same = (absolute_spec(v) == old if k == "data" else str(Path(v).resolve()) == old if k == "labels" and v else v == old)
+        elif k in defaults:
+            old = params.get(k, defaults[k])
+            same = (tuple(v) if isinstance(v, list) else v) == (tuple(old) if isinstance(old, list) else old)
+        else:
+            raise ConfigError(f"{config.model} has no setting {k!r}; fit --resume can change {', '.join(RESUMABLE)}.")
+        if same:
+            continue
+        if k not in RESUMABLE:
+            refused.append(f"{k} ({old!r} -> {v!r})")
+        elif k in fields:
+            top[k] = v
+        else:
+            params[k] = v
+    if refused:
+        raise ConfigError(
+            f"fit --resume cannot change {', '.join(refused)}: the checkpoint holds a {config.model} trained with the "
+            f"recorded settings. Only {', '.join(RESUMABLE)} may change on resume; drop the others, or start a new run "
+            "with them (latentlab fit MODEL ... --out NEW_DIR)."
+        )
+    return dataclasses.replace(config, params=params, **top)
 
 # ---------------------------------------------------------------------------------------- measure
 def measure(model: LatentModel, ds: Dataset, *, k: int = 1000, seed: int = 0) -> dict[str, float]:
@@ -187,16 +291,22 @@ def evaluate(run: "Run | str | Path", data: str | None = None, *, split: str | N
     split if it has one, else all its rows. With ``record``, the result is stored under
     ``evaluations`` in the run's run.json.
     """
+    k = check_samples(k, "k", "--k")
+    seed = check_seed(seed)
     run = _run(run, data)
     split = default_split(run, split, data)
     ds = pick(run, split)
     metrics = measure(run.model, ds, k=k, seed=seed)
     path = run.path / RUN_FILE if run.path is not None else None
     if record and path is not None and path.is_file():
-        info = read_json(path)
-        key = split if data is None else f"{split}:{data}"
-        info.setdefault("evaluations", {})[key] = {"k": k, "seed": seed, **jsonable(metrics)}
-        atomic_write_text(path, json.dumps(info, indent=2, allow_nan=True))
+        try:
+            with FolderLock(run.path):
+                info = read_json(path)
+                key = split if data is None else f"{split}:{data}"
+                info.setdefault("evaluations", {})[key] = {"k": k, "seed": seed, **jsonable(metrics)}
+                atomic_write_text(path, json.dumps(info, indent=2, allow_nan=True))
+        except RunInUseError:
+            pass  # a fit is replacing this run: its run.json will not hold the old model's measures
     return metrics
 
 
@@ -237,7 +347,9 @@ def sample(run_dir: str | Path, n: int, *, seed: int = 0, label: str | None = No
     ((20, 64), [3, 3, 3], [5, 5, 5])
     """
     n = check_int(n, "n")
+    seed = check_seed(seed)
     model = load(run_dir)
+    check_output(n, getattr(model, "n_features_in_", 1), "sample", "-n")
     y = None
     if model.conditional:
         y = model.balanced_conditions(n, None if label is None else model.parse_condition(label))
@@ -253,8 +365,10 @@ def interpolate(run: "Run | str | Path", data: str | None = None, *, start: int,
 
     For a conditional VAE each row is encoded with its own condition and the path decoded under
     the line between the two conditions, or under ``label`` (one label) when given."""
+    steps = check_int(steps, "steps", low=2)
     run = _run(run, data)
     model = run.model
+    check_output(steps, getattr(model, "n_features_in_", 1), "interpolate", "--steps")
     ds = pick(run, split)
     for name, i in (("--from", start), ("--to", end)):
         if not (0 <= i < len(ds)):

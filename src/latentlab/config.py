@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import check_seed
 from .validation import check_choice, check_float, check_int
 from .errors import ConfigError
 
@@ -81,7 +82,7 @@ class TrainConfig:
         check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
         check_int(self.patience, "patience", allow_none=True)
         check_float(self.grad_clip, "grad_clip", allow_none=True)
-        check_int(self.seed, "seed", low=0)
+        check_seed(self.seed)
         check_int(self.checkpoint_every, "checkpoint_every")
         check_float(self.ema, "ema", low=0.0, high=1.0, high_inclusive=False, allow_none=True)
         if not isinstance(self.device, str):

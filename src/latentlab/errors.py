@@ -16,9 +16,13 @@ __all__ = [
     "DivergenceError",
     "NotFittedError",
     "DistributedError",
+    "RunInUseError",
+    "Terminated",
 ]
 
 from sklearn.exceptions import NotFittedError as _SkNotFitted
+
+from .interrupts import Terminated  # noqa: F401 (public here too)
 
 
 class LatentlabError(Exception):
@@ -55,3 +59,8 @@ class NotFittedError(LatentlabError, _SkNotFitted):
 
 class DistributedError(LatentlabError, RuntimeError):
     """A process of a torchrun job lost contact with the others (one died or stalled)."""
+
+
+class RunInUseError(LatentlabError, RuntimeError):
+    """A run folder is being written by another process (its lock is held)."""
+

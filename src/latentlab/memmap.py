@@ -281,8 +281,11 @@ def open_npy(path: str | os.PathLike) -> np.ndarray | ShardedArray:
             raise DataError(f"{p} is a folder without .npy files; put the shards there as .npy files.")
         arrays = [open_npy(f) for f in files]
         return arrays[0] if len(arrays) == 1 else ShardedArray(arrays)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"{p} does not exist; give a .npy file or a folder of .npy shards.")
+    from .io import check_regular_file
+
+    check_regular_file(p)
     try:
         a = np.load(p, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # a damaged header makes NumPy's parser raise many types (SyntaxError, TokenError, ...)

@@ -2,10 +2,16 @@
 
 A *run directory* holds one fitted model: ``config.json`` and ``model.safetensors`` (the model,
 see :func:`latentlab.load`), ``checkpoint.safetensors`` (the training state, for
-``fit(..., resume=True)``) and ``run.json`` (the data source and split, the command, the
-metrics). This module reads and writes ``run.json`` (:class:`RunConfig`, :class:`Run`,
-:func:`open_run`), builds the estimator a run describes, and knows where a conditional model's
-condition comes from.
+``fit(..., resume=True)``) and ``run.json`` (the data source and split, with the data's
+fingerprint, the command, the metrics). This module reads and writes ``run.json``
+(:class:`RunConfig`, :class:`Run`, :func:`open_run`), builds the estimator a run describes, and
+knows where a conditional model's condition comes from.
+
+A run directory is written as a transaction (:class:`RunWriter`): a new fit into a folder that
+holds a model trains in the sibling ``.NAME.staging`` and replaces the folder only once it has
+succeeded, so a fit that fails, diverges or is interrupted leaves the old run whole;
+``fit --resume`` finds its checkpoint there. One process writes a run folder at a time (its lock
+is ``.NAME.lock``, beside it).
 
 Example
 -------
@@ -28,12 +34,16 @@ import numpy as np
 
 from ._version import __version__
 from .datasets.core import Dataset
+from .datasets.fingerprint import describe_change, fingerprint
 from .datasets.labels import load_dataset
+from .datasets.sources import NAMED_SOURCES, split_spec
 from .datasets.splits import split_data
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_write_text, check_format, jsonable, read_json
+from .limits import check_samples, check_seed
 from .models.registry import discover, load, model_class, model_name
-from .validation import check_float, check_int
+from .runfolder import RUN_OWN_FILES, RunWriter, resume_dir, staging_dir
+from .validation import check_finite, check_float
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.base import LatentModel
@@ -56,6 +66,14 @@ __all__ = [
     "check_condition_options",
     "conditional_models",
     "accepts",
+    "check_data",
+    "check_conditions",
+    "check_fingerprint",
+    "check_output_path",
+    "RunWriter",
+    "resume_dir",
+    "staging_dir",
+    "RUN_OWN_FILES",
 ]
 
 RUN_FILE = "run.json"
@@ -115,8 +133,8 @@ class RunConfig:
     def __post_init__(self):
         cls = model_class(self.model)
         check_float(self.test_fraction, "test_fraction", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
-        check_int(self.split_seed, "split_seed", low=0)
-        check_int(self.eval_k, "eval_k")
+        check_seed(self.split_seed, "split_seed")
+        check_samples(self.eval_k, "eval_k", "--eval-k")
         if not isinstance(self.data, (str, os.PathLike)):
             raise ConfigError(f"data must be a source name or a path, got {self.data!r}; see `latentlab fit --help`.")
         if not isinstance(self.params, Mapping):
@@ -259,6 +277,7 @@ def write_run_json(run: Run, command, status: str) -> None:
         "format_version": RUN_FORMAT,
         "latentlab_version": __version__,
         "status": status,
+        "pid": os.getpid(),
         "config": run.config.to_dict() if run.config else None,
         "data": _data_info(run),
         "command": list(command) if command is not None else None,
@@ -268,9 +287,9 @@ def write_run_json(run: Run, command, status: str) -> None:
     old = run.path / RUN_FILE
     if old.is_file():
         try:
-            prev = json.loads(old.read_text("utf-8"))
-            info["evaluations"] = prev.get("evaluations", {})
-        except (OSError, json.JSONDecodeError):
+            prev = read_json(old)  # bounded: a damaged or huge run.json is not read whole
+            info["evaluations"] = prev.get("evaluations", {}) if isinstance(prev, dict) else {}
+        except (OSError, CheckpointError):
             pass
     run.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(old, json.dumps(info, indent=2, allow_nan=True))
@@ -288,6 +307,8 @@ def _data_info(run: Run) -> dict[str, Any]:
         }
         if run.model.conditional:
             d["condition"] = condition_source(run.config)
+    if run.info.get("fingerprint") is not None:
+        d["fingerprint"] = run.info["fingerprint"]
     for s in ("train", "valid", "test"):
         part = getattr(run, s)
         d[f"n_{s}"] = None if part is None else len(part)
@@ -320,7 +341,7 @@ def run_config_from(info: dict[str, Any], run_dir: Path) -> RunConfig | None:
 
 
 def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = True, labels: str | None = None,
-             label_column: str | None = None, trust_code: bool | None = None,
+             label_column: str | None = None, allow_changed_data: bool = False, trust_code: bool | None = None,
              networks: Mapping[str, Any] | None = None) -> Run:
     """Reopen a run directory: the model, and (with ``load_data``) the data it was fitted on
     split as it was, or the source ``data`` instead.
@@ -329,6 +350,10 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     For a conditional model the condition comes with the data: for the run's own data, from
     where the run recorded it; for ``data``, from its own labels; ``labels`` (a file) or
     ``label_column`` (of a CSV/TSV source) replace either.
+
+    The run's own data is checked against the fingerprint recorded at fit: data that changed
+    since (rows appended, a file replaced) is a DataError naming the change, since its split would
+    no longer be the one the model was fitted on; ``allow_changed_data`` opens it all the same.
 
     ``trust_code`` and ``networks`` (``{"encoder": ..., "decoder": ...}``) are handed to
     :func:`latentlab.load`, for a model fitted with networks of your own.
@@ -357,9 +382,13 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     if own and labels is None and label_column is None and config is not None:
         labels, label_column = config.labels, config.label_column
     ds = load_dataset(source, labels=labels, label_column=label_column)
+    if ds.info.get("missing"):  # a table's empty cell, named by its line in the file
+        raise DataError(ds.info["missing"])
     if data is not None and data != (config.data if config else None):
         parts = split_data(ds, 0.0)
     else:
+        if not allow_changed_data:
+            check_fingerprint(info, ds, run_dir)
         parts = split_data(ds, config.test_fraction, config.split_seed)
     run.train, run.valid, run.test = parts["train"], parts["valid"], parts["test"]
     run.info["all"] = parts["all"]
@@ -382,3 +411,84 @@ def default_split(run: Run, split: str | None, data: str | None) -> str:
     if split is not None:
         return split
     return "test" if run.test is not None or data is None else "all"
+
+
+# ---------------------------------------------------------------------------------------- the data
+def check_fingerprint(info: dict[str, Any], ds: Dataset, run_dir: Path, verb: str = "use it") -> None:
+    """A DataError when ``ds`` is not the data the run in ``run_dir`` was split from (by the
+    fingerprint its run.json recorded; runs without one are not checked)."""
+    old = (info.get("data") or {}).get("fingerprint")
+    if not isinstance(old, dict):
+        return
+    change = describe_change(old, fingerprint(ds))
+    if change is None:
+        return
+    source = (info.get("config") or {}).get("data", ds.name)
+    raise DataError(
+        f"the data {source} changed since the run in {run_dir} was fitted on it: {change}. Its train/test "
+        "split would no longer be the one the model was fitted with (the 'test' rows could include training "
+        f"rows). Fit again on the data as it is now, restore the data, or {verb} anyway with --allow-changed-data "
+        "(allow_changed_data=True)."
+    )
+
+
+def check_data(ds: Dataset) -> None:
+    """Every value of the data and of its own valid/test splits finite, and every numeric label
+    too: checked before the first epoch, so that a bad row that lands in the test split does not
+    throw the training away. Rows are counted in the source (or in its split), from 0."""
+    parts = [(f"the data {ds.name}", ds)] + [(f"the {s} split of {ds.name}", ds.splits[s]) for s in ("valid", "test") if s in ds.splits]
+    for what, part in parts:
+        if part.info.get("missing"):  # a table's empty cell, named by its line in the file
+            raise DataError(part.info["missing"])
+        check_finite(part.data, name=what)
+        y = part.target
+        if y is not None and np.asarray(y).dtype.kind == "f":
+            bad = ~np.isfinite(np.asarray(y, dtype=np.float64).reshape(len(y), -1)).all(axis=1)
+            if bad.any():
+                raise DataError(
+                    f"the labels of {what[4:]} hold {int(bad.sum())} NaN or infinite value(s), the first for row "
+                    f"{int(np.argmax(bad))}; give every row a finite label (or side input)."
+                )
+
+
+def check_conditions(model: LatentModel, parts: Mapping[str, Dataset | None]) -> None:
+    """Before training a conditional model on labels (one per row, not side inputs): every label of
+    the validation and test splits is one that training rows have, else a DataError now, rather
+    than one when the model is measured after training."""
+    train = parts.get("train")
+    if not model.conditional or train is None or train.target is None or getattr(model, "condition", "auto") == "continuous":
+        return
+    y = np.asarray(train.target)
+    if y.ndim != 1:
+        return
+    known = set(np.unique(y).tolist())
+    for split in ("valid", "test"):
+        part = parts.get(split)
+        if part is None or part.target is None:
+            continue
+        unseen = sorted(set(np.unique(np.asarray(part.target).reshape(-1)).tolist()) - known, key=str)
+        if unseen:
+            raise DataError(
+                f"the {split} split holds label(s) {unseen[:5]} that no training row has (a class too rare to be "
+                "split); the model could not be measured on them: give each class more rows, or change --test-fraction "
+                "or --split-seed."
+            )
+
+
+def check_output_path(out: str | Path, run: Run | None = None, data: str | None = None) -> Path:
+    """``out`` as a path, or a ConfigError when writing it would overwrite an input: the data
+    (``data`` or the run's own; a file, or a file inside a data folder), the labels file, or a
+    file of the run directory."""
+    target = Path(out).resolve()
+    config = run.config if run is not None else None
+    inputs = [s for s in (data, config.data if config else None) if s and s not in NAMED_SOURCES]
+    named = [("the data", split_spec(s)[0]) for s in inputs]
+    if config is not None and config.labels:
+        named.append(("the labels file", Path(config.labels)))
+    for what, path in named:
+        path = path.resolve()
+        if target == path or (path.is_dir() and path in target.parents):
+            raise ConfigError(f"--out {out} would overwrite {what} ({path}); write the output to another file.")
+    if run is not None and run.path is not None and target.parent == run.path.resolve() and target.name in RUN_OWN_FILES:
+        raise ConfigError(f"--out {out} would overwrite a file of the run {run.path}; write the output to another file.")
+    return Path(out)

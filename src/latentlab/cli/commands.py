@@ -57,10 +57,35 @@ def _columns(run) -> list[str] | None:
 
 
 def _open(args):
-    """The run of a command that reads data, with the condition options it was given."""
+    """The run of a command that reads data, with the condition options it was given (and its
+    --out checked: never one of the run's inputs)."""
     from .. import api
+    from ..runs import check_output_path
 
-    return api.open_run(args.run_dir, args.data, labels=args.labels, label_column=args.label_column)
+    run = api.open_run(args.run_dir, args.data, labels=args.labels, label_column=args.label_column,
+                       allow_changed_data=getattr(args, "allow_changed_data", False))
+    if getattr(args, "out", None) is not None:
+        check_output_path(args.out, run, args.data)
+    return run
+
+
+def _given(argv, option: str) -> bool:
+    return any(a == option or a.startswith(option + "=") for a in argv)
+
+
+def _resume_changes(args, argv) -> dict[str, Any]:
+    """Every setting given with ``fit --resume``: api.resume refuses those it cannot honour."""
+    changes = given_params(args)
+    if getattr(args, "model", None) is not None:
+        changes["model"] = args.model
+    for key in ("latent_dim", "data", "labels", "label_column"):
+        if getattr(args, key, None) is not None:
+            changes[key] = getattr(args, key)
+    for option in ("--test-fraction", "--split-seed", "--eval-k"):
+        key = option[2:].replace("-", "_")
+        if _given(argv, option) and hasattr(args, key):
+            changes[key] = getattr(args, key)
+    return changes
 
 
 def _callbacks(args, run_dir) -> list:
@@ -97,14 +122,12 @@ def cmd_fit(args, argv) -> int:
     model = getattr(args, "model", None)
     run_dir = getattr(args, "resume", None)
     if run_dir is not None:
-        given = given_params(args)
-        extra = sorted(set(given) - {"epochs"})
-        if extra or model is not None and getattr(args, "data", None):
-            raise UsageError(
-                f"latentlab fit --resume: the settings come from {run_dir}/run.json; drop "
-                f"{', '.join('--' + e.replace('_', '-') for e in extra) or '--data'} (only --epochs may change)."
-            )
-        run = api.resume(run_dir, epochs=given.get("epochs"), command=argv, callbacks=_callbacks(args, run_dir))
+        from pathlib import Path
+
+        if getattr(args, "out", None) is not None and Path(args.out).resolve() != Path(run_dir).resolve():
+            raise UsageError(f"latentlab fit --resume: the run goes on in {run_dir}; drop --out {args.out}.")
+        run = api.resume(run_dir, command=argv, allow_changed_data=getattr(args, "allow_changed_data", False),
+                         callbacks=_callbacks(args, run_dir), **_resume_changes(args, argv))
     else:
         if model is None:
             from ..models import MODELS
@@ -189,6 +212,9 @@ def cmd_sample(args, argv) -> int:
     from ..outputs import write_array, write_figure
 
     run = api.open_run(args.run_dir, load_data=False)
+    from ..runs import check_output_path
+
+    check_output_path(args.out, run)
     S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True)
     shape = _image_shape(run)
     if y is not None and y.ndim == 1 and args.out.lower().endswith(".png") and shape is not None:

@@ -126,10 +126,12 @@ def _add_fit(sub, common) -> None:
                          description="Fit a model on a data source and save the run directory (model, checkpoint, run.json).",
                          epilog="examples:\n  latentlab fit vae --data digits --latent-dim 2 --out runs/vae\n"
                          "  latentlab fit ae --data table.csv --latent-dim 3 --hidden 64,32 --out runs/ae\n"
-                         "  latentlab fit --resume runs/vae            # continue after Ctrl-C or with more --epochs")
+                         "  latentlab fit --resume runs/vae            # continue after Ctrl-C or with more --epochs\n"
+                         "  latentlab fit --resume runs/vae --lr 1e-4  # after a divergence: a lower learning rate")
     fit.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its last checkpoint")
     fit.add_argument("--epochs", dest="param_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
                      help="with --resume: train up to N epochs in all (the run's own setting otherwise)")
+    _resume_options(fit)
     _log_options(fit)
     models = fit.add_subparsers(dest="model", metavar="MODEL", parser_class=Parser)
     for name, cls in MODELS.items():
@@ -154,6 +156,36 @@ def _add_fit(sub, common) -> None:
 
 
 
+def _number_or_none(conv, what):
+    def parse(text: str):
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'none', got {text!r}") from None
+
+    parse.__name__ = what
+    return parse
+
+
+def _resume_options(fit) -> None:
+    """What `fit --resume RUN_DIR` may change besides --epochs (the divergence message's advice)."""
+    fit.add_argument("--lr", dest="param_lr", type=float, default=argparse.SUPPRESS, metavar="LR",
+                     help="with --resume: the learning rate from here on (e.g. lower, after a divergence)")
+    fit.add_argument("--patience", dest="param_patience", type=_number_or_none(int, "an integer"), default=argparse.SUPPRESS,
+                     metavar="N", help="with --resume: early-stopping patience from here on ('none': train all epochs)")
+    fit.add_argument("--grad-clip", dest="param_grad_clip", type=_number_or_none(float, "a number"), default=argparse.SUPPRESS,
+                     metavar="NORM", help="with --resume: clip the gradient norm from here on ('none': no clipping)")
+    _changed_data_option(fit)
+
+
+def _changed_data_option(p) -> None:
+    p.add_argument("--allow-changed-data", action="store_true", default=False,
+                   help="use the run's data even though it changed since the fit (rows appended, file replaced): "
+                   "its split is then made again on the data as it is now")
+
+
 def _add_evaluate(sub, common) -> None:
     from .. import api
     from ..runs import SPLITS
@@ -170,6 +202,7 @@ def _add_evaluate(sub, common) -> None:
     ev.add_argument("--k", type=int, default=k_default, help="importance samples per example (default: %(default)s)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo estimates (default: %(default)s)")
     _condition_options(ev)
+    _changed_data_option(ev)
     ev.set_defaults(handler=commands.cmd_evaluate)
 
 
@@ -188,6 +221,7 @@ def _add_use_commands(sub, common) -> None:
                            help="which rows: all (every row of the source, in order; for sources with their own splits, "
                            "the training set), train, valid or test (default: %(default)s)")
             _condition_options(p)
+            _changed_data_option(p)
         p.set_defaults(handler=handler)
         return p
 

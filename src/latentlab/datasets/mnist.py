@@ -85,13 +85,27 @@ def data_dirs() -> list[Path]:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The bytes of ``path`` (gunzipped for ``.gz``), refused before they pass the size limit of
+    data read whole (``LATENTLAB_MAX_TEXT_MB``): a small .gz can decompress to gigabytes."""
+    from ..io import check_regular_file
+    from ..limits import check_text_size, limit
+
+    check_regular_file(path)
+    cap = int(limit("LATENTLAB_MAX_TEXT_MB") * (1 << 20))
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
+        check_text_size(path, path.stat().st_size)
+        if path.suffix != ".gz":
+            return path.read_bytes()
+        parts, total = [], 0
+        with gzip.open(path, "rb") as f:
+            while block := f.read(1 << 24):
+                total += len(block)
+                if total > cap:
+                    check_text_size(f"{path} (decompressed)", total)
+                parts.append(block)
+        return b"".join(parts)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path} could not be read ({exc}); the file is truncated or corrupt: download it again.") from None
-    return raw
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
+from ..io import check_regular_file
 from .core import Dataset, load_digits
 from .files import IMAGE_SUFFIXES, as_dataset, load_images, load_npy, load_npz, load_shards, load_table
 from .mnist import load_binarized_mnist, load_mnist, read_amat, read_idx, square_images
@@ -91,6 +92,7 @@ def load(source: str | os.PathLike = "digits", *, download: bool = True) -> Data
             f"data source {spec!r} is neither a known name nor an existing path; use one of "
             f"{', '.join(NAMED_SOURCES)}, or the path of a file or folder."
         )
+    check_regular_file(path)  # a FIFO or a device is refused before it is opened (it could block, or never end)
     suffix = path.suffix.lower()
     if path.is_dir():
         return _load_folder(path)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..limits import check_samples, check_seed
 from ..validation import check_int
 from ..errors import LatentlabError
 from ..nn.distributions import DiagonalGaussian
@@ -214,8 +215,8 @@ def log_likelihood(model, X, k: int = 1000, *, cond=None, seed: int = 0, chunk_s
         return LogLikelihood(float(per.mean()), standard_error(per), per, None, None, time.perf_counter() - t0)
 
     module = module_of(model, "log_likelihood")
-    k = check_int(k, "k")
-    seed = check_int(seed, "seed", low=0)
+    k = check_samples(k)
+    seed = check_seed(seed)
     A = model._check_X(X, reset=False)
     n = A.shape[0]
     if not model.conditional:

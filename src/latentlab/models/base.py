@@ -12,6 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,13 +23,15 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from ..validation import as_array, check_choice, check_int, iter_chunks
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError, DataError, NotFittedError, UnknownParameterError
-from ..io import atomic_write_text, jsonable, save_tensors
+from ..io import atomic_write_bytes, atomic_write_text, fsync_dir, jsonable, tensor_bytes
 from ..nn.spec import network_record
 
-__all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT"]
+__all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT", "PENDING_WEIGHTS"]
 
 #: The version of the saved-model format (config.json + model.safetensors) this latentlab writes and reads.
 MODEL_FORMAT = 1
+#: The weights of a save in progress (see :meth:`LatentModel.save`).
+PENDING_WEIGHTS = ".model.safetensors.pending"
 SCALES = (None, "standard", "minmax")
 
 #: What a fitted model can be measured by (``model.capabilities``); the evaluation asks, so a model
@@ -83,6 +86,39 @@ def _checked_init(init):
     return __init__
 
 
+#: Methods whose output size is a parameter: name -> (the parameter, the output's width).
+_BOUNDED = {
+    "sample": ("n", lambda m: m.n_features_in_),
+    "sample_latent": ("n", lambda m: m.code_size),
+    "interpolate": ("steps", lambda m: m.n_features_in_),
+}
+
+
+def _bounded(fn, name: str):
+    """``fn`` (a method of the family) that refuses an output over the limit before allocating it
+    (:func:`latentlab.limits.check_output`), and an out-of-range seed; in every subclass."""
+    param, width = _BOUNDED[name]
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def method(self, *args, **kwargs):
+        from ..limits import check_output, check_seed
+
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError:
+            return fn(self, *args, **kwargs)  # Python's own error for a wrong call
+        size = bound.arguments.get(param)
+        if "seed" in bound.arguments:
+            check_seed(bound.arguments["seed"])
+        if hasattr(self, "n_features_in_") and isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0:
+            check_output(int(size), width(self), f"{type(self).__name__}.{name}", param)
+        return fn(self, *args, **kwargs)
+
+    method._latentlab_bounded = True
+    return method
+
+
 class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: maps X of shape (n, *input_shape) to codes (n, code_size) and back.
 
@@ -125,6 +161,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_latentlab_checked", False):
             cls.__init__ = _checked_init(init)
+        for name in _BOUNDED:
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_latentlab_bounded", False):
+                setattr(cls, name, _bounded(fn, name))
 
     def set_params(self, **params):
         """Set parameters (scikit-learn's ``set_params``); an unknown name is an
@@ -339,6 +379,13 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                     f"the saved {name} has shape {v.shape}, but the model has {F} features; "
                     "config.json is damaged: save the model again."
                 )
+            if v is not None and not (np.isfinite(v).all() and (name == "scale_offset" or (v > 0).all())):
+                bad = v[~np.isfinite(v) | (v <= 0)] if name == "scale_factor" else v[~np.isfinite(v)]
+                need = "finite numbers > 0" if name == "scale_factor" else "finite numbers"
+                raise CheckpointError(
+                    f"the saved {name} holds {float(bad[0])!r} ({len(bad)} bad value(s)); it must hold {need} (the data's "
+                    "scale), else every code is non-finite: config.json is damaged: save the model again."
+                )
 
     def _params_record(self) -> dict[str, Any]:
         """The settings as JSON values; a network of your own as its record (:mod:`latentlab.nn.spec`)."""
@@ -346,8 +393,12 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def save(self, path: str | Path) -> Path:
         """Save to a directory: ``model.safetensors`` (weights) and ``config.json`` (settings,
-        data scaling, history, library version). Each file is written atomically; loading never
-        unpickles. Under torchrun only rank 0 writes. Returns the directory.
+        data scaling, history, library version), as a unit: the weights go to
+        ``.model.safetensors.pending`` first, then ``config.json`` (which names their checksum) is
+        written, then the weights are renamed into place, each step atomic. A crash at any point
+        leaves a loadable model, the old one or the new (:func:`latentlab.load` reads the pending
+        weights when the checksum says they are the model's). Loading never unpickles. Under
+        torchrun only rank 0 writes. Returns the directory.
 
         Networks of your own are recorded, not pickled: a module instance by its class (hand it
         back at load: ``latentlab.load(path, encoder=..., decoder=...)``), a
@@ -362,8 +413,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             return path
         state, tensors = self._state()
         path.mkdir(parents=True, exist_ok=True)
-        save_tensors(path / "model.safetensors", tensors)
-        digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+        weights = tensor_bytes(tensors)
+        digest = hashlib.sha256(weights).hexdigest()
+        pending = path / PENDING_WEIGHTS
+        atomic_write_bytes(pending, weights)
         params = self._params_record()
         config = {
             "format": "latentlab-model",
@@ -375,4 +428,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "weights_sha256": digest,
         }
         atomic_write_text(path / "config.json", json.dumps(config, indent=2, allow_nan=True))
+        os.replace(pending, path / "model.safetensors")
+        fsync_dir(path)
         return path
+
+
+for _name in _BOUNDED:  # the base class's own methods (subclasses' are wrapped by __init_subclass__)
+    setattr(LatentModel, _name, _bounded(LatentModel.__dict__[_name], _name))

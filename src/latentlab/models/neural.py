@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..errors import DataError
+from ..errors import DataError, DivergenceError
+from ..limits import ParameterBudget, check_seed, check_step
 from ..nn.networks import MLP, BatchFlatten, ConvDecoder, ConvEncoder
 from ..training.callbacks import HISTORY_FILE, HistoryFile
 from ..training.checkpoint import CHECKPOINT_NAME, load_module_state
@@ -208,9 +209,11 @@ class NeuralModel(LatentModel):
         self._validate_params()
         cfg = self._train_config()
         A = self._check_X(X, reset=True, min_samples=2)
+        top = 0.0
         self.__dict__.pop("_support_check", None)
         for chunk in self._scaled_chunks(A):
             self._check_support(chunk)
+            top = max(top, float(np.abs(chunk).max(initial=0.0)))
         self.__dict__.pop("_support_check", None)
         self._fit_data = A  # for feature_variance() while the module is built
         self._module_shape()  # fail early for conv on flat data
@@ -232,22 +235,24 @@ class NeuralModel(LatentModel):
         cuda_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(cfg.seed)
-            module = self._build_module().to(device)
-            if self._own_networks():  # the first batch through your networks, shapes checked (reads 2 rows)
-                own.check_first_batch(self, module, train_data.gather(torch.arange(min(2, len(train_data)))),
-                                      self._own_networks(), self._encoder_width())
-            result = train(
-                module,
-                self._objective(),
-                train_data,
-                val_data,
-                cfg,
-                checkpoint=ckpt,
-                resume=resume,
-                meta=self._checkpoint_meta(),
-                desc=type(self).__name__,
-                callbacks=callbacks,
-            )
+            module = self._build_checked().to(device)
+            self._check_own_networks(module, train_data)
+            self._check_step_size(A.shape[0])
+            try:
+                result = train(
+                    module,
+                    self._objective(),
+                    train_data,
+                    val_data,
+                    cfg,
+                    checkpoint=ckpt,
+                    resume=resume,
+                    meta=self._checkpoint_meta(),
+                    desc=type(self).__name__,
+                    callbacks=callbacks,
+                )
+            except DivergenceError as exc:
+                raise self._scale_cause(exc, top) from None
         del self._fit_data
         self.module_ = module.eval()
         self.device_ = device
@@ -256,6 +261,50 @@ class NeuralModel(LatentModel):
         self.n_epochs_ = len(result.history)
         self.stopped_early_ = result.stopped_early or result.stopped_by_callback
         return self
+
+    def _check_own_networks(self, module: nn.Module, train_data: ArrayData) -> None:
+        """The first batch through your networks, shapes checked (reads 2 rows; nothing without them)."""
+        mine = self._own_networks()
+        if mine:
+            batch = train_data.gather(torch.arange(min(2, len(train_data))))
+            own.check_first_batch(self, module, batch, mine, self._encoder_width())
+
+    def _size_settings(self) -> str:
+        """The settings that make the network large, in words (for the bound's error)."""
+        names = ("hidden", "latent_dim", "latent_dim2", "n_pseudo_inputs", "channels")
+        shown = [f"{k}={getattr(self, k)!r}" for k in names if hasattr(self, k) and (k != "channels" or self.architecture == "conv")]
+        return ", ".join(shown) + f" on {getattr(self, 'n_features_in_', '?')} input features"
+
+    def _build_checked(self) -> nn.Module:
+        """``_build_module()``, refused before it allocates when the network would pass the
+        parameter limit (:class:`latentlab.limits.ParameterBudget`)."""
+        name = type(self).__name__
+        with ParameterBudget(self._size_settings(), f"{'an' if name[0] in 'AEIOU' else 'a'} {name} network"):
+            return self._build_module()
+
+    def _check_step_size(self, n: int) -> None:
+        """Refuse a training step whose widest layer would hold too many values: batch x samples x width."""
+        batch = min(int(self.batch_size), n)
+        samples = int(getattr(self, "mc_samples", 1) or 1) * int(getattr(self, "k", 1) or 1)
+        width = max([int(np.prod(self.input_shape_)), *check_hidden(self.hidden), int(self.latent_dim)])
+        parts = [f"batch_size={batch}"] + [f"{k}={getattr(self, k)}" for k in ("mc_samples", "k") if hasattr(self, k)]
+        lower = [k for k in ("mc_samples", "k") if hasattr(self, k)] + ["batch_size", "the widest layer (hidden, latent_dim)"]
+        check_step(float(batch) * samples * width, " x ".join(parts) + f" x widest layer {width}",
+                   "lower " + ", ".join(lower[:-1]) + " or " + lower[-1])
+
+    def _scale_cause(self, exc: DivergenceError, top: float) -> DivergenceError:
+        """The divergence error, naming the data's scale as the cause when the values the network
+        sees are far from 1 (a learning rate cannot fix that)."""
+        if not top > 1e4:
+            return exc
+        new = DivergenceError(
+            f"{exc} But the likely cause is the data's scale: the values the network trains on reach {top:.3g} "
+            f"(scale={self.scale!r}), and networks train on values near 1. Fit again with scale='standard' "
+            "(--scale standard), or rescale the data."
+        )
+        new.__dict__.update(exc.__dict__)
+        new.data_scale = True
+        return new
 
     def _checkpoint_meta(self) -> dict[str, Any]:
         state = self._base_state()
@@ -325,6 +374,7 @@ class NeuralModel(LatentModel):
         return torch.cat(outs).numpy() if outs else np.zeros((0, *self._module_shape()), np.float32)
 
     def _generator(self, seed) -> torch.Generator | None:
+        seed = check_seed(seed)
         if seed is None:
             return None
         g = torch.Generator(device=self._device())
@@ -368,7 +418,7 @@ class NeuralModel(LatentModel):
         self._restore_base(state)
         self._restore_extra(state)
         self._validate_params()
-        module = self._build_module()
+        module = self._build_checked()
         load_module_state(module, tensors, "model.safetensors")
         self.device_ = resolve_device(self.device)
         self.module_ = module.to(self.device_).eval()

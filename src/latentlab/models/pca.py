@@ -328,3 +328,10 @@ class PCA(LatentModel):
         self.mean_ = tensors["mean"].numpy()
         self.noise_variance_ = float(state["noise_variance"])
         self.n_samples_ = int(state["n_samples"])
+        if not (np.isfinite(self.noise_variance_) and self.noise_variance_ >= 0 and self.n_samples_ >= 1):
+            from ..errors import CheckpointError
+
+            raise CheckpointError(
+                f"the saved noise_variance ({self.noise_variance_!r}) or n_samples ({self.n_samples_!r}) is out of range "
+                "(a finite variance >= 0, one sample or more): config.json is damaged: save the model again."
+            )

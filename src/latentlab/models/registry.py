@@ -8,13 +8,12 @@ a new model is one new file here with a registered class in it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import pkgutil
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
-from .base import MODEL_FORMAT, LatentModel
+from .base import MODEL_FORMAT, PENDING_WEIGHTS, LatentModel
 
 __all__ = ["register", "MODELS", "discover", "model_class", "model_name", "load"]
 
@@ -77,6 +76,27 @@ def _by_class_name() -> dict[str, type]:
     return {cls.__name__: cls for cls in discover().values()}
 
 
+def _weights_of(path: Path, config: dict) -> Path:
+    """The weights file that ``config.json`` names by its checksum: ``model.safetensors``, or the
+    pending weights of a save that stopped between its steps (see ``LatentModel.save``)."""
+    from ..io import check_regular_file, file_digest
+
+    weights = path / "model.safetensors"
+    want = config.get("weights_sha256")
+    pending = path / PENDING_WEIGHTS
+    if not weights.is_file() and not pending.is_file():
+        raise CheckpointError(f"{weights} is missing; the model directory is incomplete.")
+    for candidate in (weights, pending):
+        if candidate.exists():
+            check_regular_file(candidate, "weights", CheckpointError)
+            if want is None or file_digest(candidate) == want:
+                return candidate
+    raise CheckpointError(
+        f"{weights} does not match {path / 'config.json'} (checksum differs): the two files "
+        "come from different saves or one is damaged. Save the model again."
+    )
+
+
 def load(path: str | Path, *, trust_code: bool | None = None, **networks) -> LatentModel:
     """Load an estimator saved with ``save(path)``; never unpickles.
 
@@ -104,6 +124,8 @@ def load(path: str | Path, *, trust_code: bool | None = None, **networks) -> Lat
     >>> load(d).transform(X).shape
     (50, 2)
     """
+    import torch
+
     from ..io import check_format, load_tensors, read_json
 
     path = Path(path)
@@ -113,15 +135,7 @@ def load(path: str | Path, *, trust_code: bool | None = None, **networks) -> Lat
         raise CheckpointError(f"{path} is not a directory; pass the directory given to save().")
     config = check_format(read_json(path / "config.json"), path / "config.json", name="latentlab-model",
                           version=MODEL_FORMAT, what="a latentlab model configuration")
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing; the model directory is incomplete.")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if config.get("weights_sha256") not in (None, digest):
-        raise CheckpointError(
-            f"{weights} does not match {path / 'config.json'} (checksum differs): the two files "
-            "come from different saves or one is damaged. Save the model again."
-        )
+    weights = _weights_of(path, config)
     name = config.get("class")
     known = _by_class_name()
     cls = known.get(name) if isinstance(name, str) else None
@@ -142,10 +156,14 @@ def load(path: str | Path, *, trust_code: bool | None = None, **networks) -> Lat
     except TypeError as exc:
         raise CheckpointError(f"{path}: the saved settings do not fit {name} ({exc}); save the model again with this latentlab.") from None
     tensors, _ = load_tensors(weights)
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{weights}: the weights {key!r} hold NaN or infinite values; the model is damaged "
+                                  "(or was saved from a diverged fit): fit it again.")
     try:
         est._restore(config["state"], tensors)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    except (CheckpointError, ConfigError) as exc:  # damaged state, or settings out of bounds (a network too large)
+        raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
         raise CheckpointError(
             f"{path}: the saved state does not fit a {name} with these settings ({type(exc).__name__}: {exc}); "

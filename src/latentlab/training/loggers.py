@@ -143,6 +143,13 @@ def _flat_params(prefix: str, value: Any, out: dict[str, str]) -> None:
         out[prefix] = (value if isinstance(value, str) else json.dumps(value))[:6000]
 
 
+def _final_dir(folder: Path | None) -> Path | None:
+    """The run folder a fit writes: ``RUN_DIR`` for its staging folder ``.RUN_DIR.staging``."""
+    if folder is not None and folder.name.startswith(".") and folder.name.endswith(".staging"):
+        return folder.with_name(folder.name[1:-len(".staging")])
+    return folder
+
+
 class MLflowLogger(Callback):
     """Logs the settings as MLflow parameters and each epoch's record as metrics (step = epoch), in
     one MLflow run per fit, ended FINISHED, KILLED (Ctrl-C) or FAILED.
@@ -194,12 +201,13 @@ class MLflowLogger(Callback):
             self.client = MlflowClient(tracking_uri=self.tracking_uri)
         exp = self._do("get_experiment_by_name", self.experiment)
         exp_id = exp.experiment_id if exp is not None else self._do("create_experiment", self.experiment)
-        name = self.run_name or (info.run_dir.name if info.run_dir is not None else info.model or "latentlab")
+        run_dir = _final_dir(info.run_dir)
+        name = self.run_name or (run_dir.name if run_dir is not None else info.model or "latentlab")
         tags = {"latentlab.model": info.model, **self.tags}
         if info.start_epoch:
             tags["latentlab.resumed_from_epoch"] = str(info.start_epoch)
-        if info.run_dir is not None:
-            tags["latentlab.run_dir"] = str(info.run_dir)
+        if run_dir is not None:
+            tags["latentlab.run_dir"] = str(run_dir)
         self.run_id = self._do("create_run", exp_id, run_name=name, tags=tags).info.run_id
         flat: dict[str, str] = {}
         _flat_params("", {**info.params, **{f"train.{k}": v for k, v in info.config.to_dict().items()}}, flat)
@@ -228,14 +236,14 @@ class MLflowLogger(Callback):
 
 
 def make_logger(kind: str, run_dir: str | os.PathLike | None, log_dir: str | None = None) -> Callback:
-    """The logger ``--log KIND`` asks for: TensorBoard event files in ``log_dir`` (default
-    ``RUN_DIR/tensorboard``), or an MLflow run in the tracking store ``log_dir`` (a URI or a folder;
-    default ``$MLFLOW_TRACKING_URI``, else ``RUN_DIR/mlruns``) named after the run directory."""
+    """The logger ``--log KIND`` asks for: TensorBoard event files in ``log_dir``, or an MLflow run
+    in the tracking store ``log_dir`` (a URI or a folder) named after the run directory. Without
+    ``log_dir``: the folder the run is written in (``RUN_DIR/tensorboard``, ``RUN_DIR/mlruns``; for
+    a fit that replaces a run, its staging folder, which then becomes RUN_DIR), or for MLflow
+    ``$MLFLOW_TRACKING_URI`` when set."""
     if kind not in LOGGERS:
         raise ConfigError(f"--log {kind!r}: choose one of {', '.join(LOGGERS)}.")
-    run_dir = Path(run_dir) if run_dir is not None else None
+    name = Path(run_dir).name if run_dir is not None else None
     if kind == "tensorboard":
-        return TensorBoardLogger(log_dir if log_dir is not None else (run_dir / "tensorboard" if run_dir else None))
-    uri = log_dir if log_dir is not None else os.environ.get("MLFLOW_TRACKING_URI") or (
-        run_dir / "mlruns" if run_dir is not None else None)
-    return MLflowLogger(uri, run_name=run_dir.name if run_dir is not None else None)
+        return TensorBoardLogger(log_dir)
+    return MLflowLogger(log_dir, run_name=name)

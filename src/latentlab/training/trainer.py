@@ -13,7 +13,10 @@ Guarantees (tested in tests/test_trainer.py and tests/test_robustness.py):
 
 - Checkpoints are one safetensors file written atomically; a run killed at any moment leaves
   the previous checkpoint loadable.
-- Ctrl-C (SIGINT) writes a checkpoint at the next step boundary, then raises KeyboardInterrupt.
+- Ctrl-C (SIGINT) writes a checkpoint at the next step boundary, then raises KeyboardInterrupt;
+  SIGTERM does the same and raises :class:`~latentlab.errors.Terminated` (a KeyboardInterrupt).
+- On resume, a changed ``lr`` replaces the checkpoint's, a changed ``patience`` decides again
+  whether the run has stopped, and ``epochs`` may grow.
 - Resuming on the CPU ends with exactly the parameters of an uninterrupted run with the same seed:
   the batch order and the noise of each epoch are functions of (seed, epoch), and a checkpoint
   taken mid-epoch stores the random state.
@@ -38,7 +41,7 @@ from torch import nn
 
 from .._version import __version__
 from ..config import TrainConfig
-from ..errors import CheckpointError, DivergenceError
+from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
 from ..io import save_tensors
 from ..objectives.base import epoch_weights, make_step
 from . import distributed
@@ -89,26 +92,40 @@ def _noise_seed(seed: int, epoch: int, rank: int, step: int = 0) -> int:
 
 
 class _Interrupt:
-    """SIGINT sets a flag; the loop saves at the next step boundary. A second Ctrl-C stops at once."""
+    """SIGINT (Ctrl-C) and SIGTERM (what schedulers and ``timeout`` send) set a flag; the loop
+    saves at the next step boundary and raises KeyboardInterrupt, or
+    :class:`~latentlab.errors.Terminated` for SIGTERM. A second signal stops at once.
+
+    SIGTERM is taken over only from the default action (or from the command line's handler): a
+    program that installed its own handler keeps it.
+    """
 
     def __init__(self):
         self.flag = False
-        self._old = None
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.getsignal(signal.SIGINT)
+            self._old[signal.SIGINT] = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handle)
+            term = signal.getsignal(signal.SIGTERM)
+            if term in (signal.SIG_DFL, None) or getattr(term, "latentlab_terminate", False):
+                self._old[signal.SIGTERM] = term
+                signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
+            raise self.exception()
+        self.flag, self.signum = True, signum
+
+    def exception(self) -> KeyboardInterrupt:
+        return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
         return False
 
 
@@ -242,6 +259,7 @@ class _Loop:
             self.result.best_epoch = ck["best_epoch"]
             self.result.stopped_early = self.finished = ck.get("stopped_early", False)
             self.result.resumed_from = self.epoch
+            self._apply_changes(ck.get("config") or {})
             if step0:
                 # Examples of this epoch already trained on (checkpoints record it; older ones wrote
                 # steps of one process). The epoch's order depends on (seed, epoch) alone, so any
@@ -252,10 +270,35 @@ class _Loop:
                 if exact and "rng.cpu" in tensors:
                     self.rng_state = tensors["rng.cpu"], tensors.get("rng.cuda")
             self.step0 = step0
-        except CheckpointError:
+        except (CheckpointError, ConfigError):
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
             raise damaged(path, f"{type(exc).__name__}: {exc}") from None
+
+    def _apply_changes(self, saved: dict) -> None:
+        """The settings that may change on resume take effect: a new ``lr`` replaces the
+        checkpoint's (and the schedule's base), a new ``patience`` decides again whether the run has
+        stopped, ``epochs`` may grow (not shrink below the epochs already trained)."""
+        cfg = self.config
+        if self.epoch > cfg.epochs:
+            raise ConfigError(
+                f"epochs={cfg.epochs} is fewer than the {self.epoch} epochs the checkpoint {self.path} has trained; "
+                f"pass epochs >= {self.epoch} (--epochs {self.epoch} keeps the model as it is)."
+            )
+        if saved.get("lr") is not None and saved["lr"] != cfg.lr:
+            for g in self.opt.param_groups:
+                g["lr"] = cfg.lr
+                if "initial_lr" in g:
+                    g["initial_lr"] = cfg.lr
+            if self.sched is not None and hasattr(self.sched, "base_lrs"):
+                self.sched.base_lrs = [cfg.lr for _ in self.sched.base_lrs]
+        if self.sched is not None and hasattr(self.sched, "T_max"):
+            self.sched.T_max = cfg.epochs
+        if "patience" in saved and saved["patience"] != cfg.patience:
+            stop = cfg.patience is not None and self.val_data is not None and self.bad_epochs >= cfg.patience
+            self.result.stopped_early = self.finished = stop
+            if cfg.patience is None:
+                self.best_state = None  # no early stopping: the last weights are the model
 
     # ------------------------------------------------------------------ save
     def save(self, epoch: int, step: int, acc, count: int, *, mid_epoch: bool) -> None:
@@ -300,8 +343,10 @@ class _Loop:
                     acc, count = self.run_epoch(interrupt, bar)
                     self.end_epoch(acc, count, time.perf_counter() - t0)
                     self._stop_if_asked()
+                if interrupt.flag:  # a signal during the last epoch's end: its checkpoint is written
+                    raise interrupt.exception()
             status = "stopped" if self.result.stopped_by_callback else "finished"
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM (Terminated)
             status, error = "interrupted", exc
             raise
         except BaseException as exc:
@@ -384,7 +429,7 @@ class _Loop:
             if interrupt.flag:
                 if self.world == 1:
                     self.save(self.epoch, step + 1, acc.tolist(), count, mid_epoch=True)
-                raise KeyboardInterrupt
+                raise interrupt.exception()
             if self.on_step is not None and self.on_step(self.epoch * self.steps_per_epoch + step + 1, loss):
                 break  # a callback asked to stop: this epoch ends here
         self.step0 = 0
@@ -405,7 +450,7 @@ class _Loop:
                     self.save(self.epoch, step, None, 0, mid_epoch=True)
                 else:
                     self.save(self.epoch, step, sums[:-1].tolist(), int(sums[-1]), mid_epoch=True)
-                raise KeyboardInterrupt
+                raise interrupt.exception()
         elif not bool(torch.isfinite(loss)):
             raise self.diverged(step, float(loss.detach()))
 
@@ -538,4 +583,6 @@ def _diverged(epoch, step, steps, value, config, path) -> DivergenceError:
     hint = f"lower the learning rate (lr={config.lr:g} now, try {config.lr / 10:g}; --lr on the command line)"
     if config.grad_clip is None:
         hint += " or clip gradients (grad_clip=1.0; --grad-clip 1)"
-    return DivergenceError(f"training diverged: the loss became {value} at {where}.{kept} To fix it, {hint}.")
+    exc = DivergenceError(f"training diverged: the loss became {value} at {where}.{kept} To fix it, {hint}.")
+    exc.lr = config.lr
+    return exc
