@@ -5,7 +5,8 @@
 SPEC holds: "data" (a .npy file or folder, opened memory-mapped), "out" (a folder), "params"
 (Autoencoder settings), and optionally "resume" (bool), "record_batches" (bool), and
 "die" = {"rank": r, "step": s, "signal": "SIGKILL" | "SIGSTOP"}: that rank sends itself the
-signal before its s-th training step (counted from 1), as a crash or a hang would.
+signal before its s-th training step (counted from 1), as a crash or a hang would; "stop_step":
+a callback asks to stop after that global step.
 
 Every rank writes ``flat{rank}.npy`` (its parameters, flattened) and, with record_batches,
 ``batches{rank}.npy`` (the example indices of each training batch it gathered); the estimator
@@ -51,7 +52,16 @@ def main(spec_path: str) -> int:
     data_mod.ArrayData.gather = gather
     # "{rank}" in a setting becomes this process's rank: a probe for which ranks write files.
     params = {k: v.format(rank=rank) if isinstance(v, str) else v for k, v in spec["params"].items()}
-    est = Autoencoder(**params).fit(X, resume=spec.get("resume", False))
+    callbacks = []
+    if spec.get("stop_step"):  # rank 0's callback asks to stop at this global step (the others have none)
+        from latentlab.training.callbacks import Callback
+
+        class Stop(Callback):
+            def on_step_end(self, step, loss):
+                return step >= spec["stop_step"]
+
+        callbacks.append(Stop())
+    est = Autoencoder(**params).fit(X, resume=spec.get("resume", False), callbacks=callbacks)
     est.save(os.path.join(out, f"model{rank}"))
     flat = torch.cat([p.detach().reshape(-1) for p in est.module_.parameters()]).numpy()
     np.save(os.path.join(out, f"flat{rank}.npy"), flat)

@@ -163,6 +163,17 @@ def test_two_processes_with_batch_b_train_like_one_with_batch_2b(tmp_path, binar
     assert [h["epoch"] for h in more.history_] == [1, 2, 3, 4, 5]
 
 
+def test_a_callback_stop_reaches_every_process_at_the_end_of_the_epoch(tmp_path, binary_npy):
+    # 6 global steps an epoch: a stop asked at step 8 (rank 0's callback) ends both after epoch 2.
+    spec, out = _spec(tmp_path, "stop", data=str(binary_npy), stop_step=8, params={"checkpoint_dir": str(tmp_path / "ck{rank}")})
+    _ok(_torchrun(2, spec))
+    h0, h1 = (json.loads((out / f"history{r}.json").read_text()) for r in (0, 1))
+    assert [h["epoch"] for h in h0] == [h["epoch"] for h in h1] == [1, 2]
+    np.testing.assert_array_equal(np.load(out / "flat0.npy"), np.load(out / "flat1.npy"))
+    lines = (tmp_path / "ck0" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2] and not (tmp_path / "ck1").exists()
+
+
 def test_a_one_process_checkpoint_taken_mid_epoch_resumes_in_two_processes(tmp_path, binary_npy, monkeypatch):
     ck = tmp_path / "ck"
     real_gather, seen = data_mod.ArrayData.gather, [0]

@@ -14,6 +14,7 @@
 """
 
 import gzip
+import json
 import os
 import random
 import re
@@ -370,8 +371,14 @@ def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint(tmp_path):
     # every process resumed where the one before was killed: the epochs only go up
     # (a busy machine may let the first processes die before their first write: some may be absent)
     assert len(epochs) >= 5 and epochs == sorted(epochs) and epochs[-1] > epochs[0], epochs
-    # nothing but the checkpoint, and the temporary files of writes that were killed
-    assert all(p.name == CHECKPOINT_NAME or p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    # nothing but the checkpoint, the per-epoch history.jsonl, and the temporary files of writes that were killed
+    assert all(p.name in (CHECKPOINT_NAME, "history.jsonl") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    # each process rewrote history.jsonl from its checkpoint, then appended: whole lines, epochs 1, 2, ...
+    # (only the last line may be torn: the last process was killed at a random moment)
+    if (tmp_path / "history.jsonl").exists():
+        lines = (tmp_path / "history.jsonl").read_text().split("\n")
+        whole = [json.loads(line) for line in lines[:-1]]
+        assert [r["epoch"] for r in whole] == list(range(1, len(whole) + 1))
 
 
 # ------------------------------------------------------------------ Ctrl-C, then fit --resume

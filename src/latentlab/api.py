@@ -91,6 +91,7 @@ def fit(
     resume: bool = False,
     command: Sequence[str] | None = None,
     dataset: Dataset | None = None,
+    callbacks: Sequence[Any] | None = None,
 ) -> Run:
     """Load the data, fit the model, measure it on the test split, and save the run.
 
@@ -103,6 +104,9 @@ def fit(
     resume : continue from the checkpoint in ``out`` (see :func:`resume`).
     command : the command line, recorded in run.json.
     dataset : ``config.data`` already loaded (to load it once for several fits).
+    callbacks : :class:`latentlab.training.Callback` objects for the training loop, e.g. the
+        loggers :class:`~latentlab.training.TensorBoardLogger` and :class:`~latentlab.training.MLflowLogger`.
+        Every run directory of a network also gets ``history.jsonl``, one line per epoch.
 
     The whole input (every split, and the labels) is checked before the first epoch.
 
@@ -118,7 +122,7 @@ def fit(
     check_data(ds)
     parts = split_data(ds, config.test_fraction, config.split_seed)
     if out is None:
-        return _fit(config, ds, parts, None, resume=resume, command=command)
+        return _fit(config, ds, parts, None, resume=resume, command=command, callbacks=callbacks)
     out = Path(out)
     # a path is recorded absolute, so that the run reopens from anywhere
     config = dataclasses.replace(config, data=absolute_spec(config.data))
@@ -127,7 +131,7 @@ def fit(
     check_output_path(out / "model.safetensors", Run(None, config))  # never a run folder inside its own data
     with RunWriter(out, resume=resume, command=" ".join(command) if command else None) as tx:
         try:
-            run = _fit(config, ds, parts, tx.work, resume=resume, command=command, final=out)
+            run = _fit(config, ds, parts, tx.work, resume=resume, command=command, final=out, callbacks=callbacks)
         except DivergenceError as exc:
             raise _resumable(exc, out, tx.work) from None
         tx.commit()
@@ -135,7 +139,7 @@ def fit(
     return run
 
 
-def _fit(config, ds, parts, work, *, resume, command, final=None) -> Run:
+def _fit(config, ds, parts, work, *, resume, command, final=None, callbacks=None) -> Run:
     """Fit and measure ``config`` on the split ``parts``, writing the run into ``work`` (or not)."""
     from .training.distributed import is_main_process
 
@@ -151,6 +155,11 @@ def _fit(config, ds, parts, work, *, resume, command, final=None) -> Run:
         model_input(est, parts["test"])
         condition_of(est, parts["test"], "the test split")
     check_conditions(est, parts)
+    if callbacks:
+        if not accepts(est.fit, "callbacks"):
+            raise ConfigError(f"{config.model} is fitted in closed form, with no epochs or steps to call back or log; "
+                              "drop the callbacks (--log).")
+        kw["callbacks"] = list(callbacks)
     if resume:
         if not accepts(est.fit, "resume"):
             raise ConfigError(f"{config.model} is fitted in closed form and has nothing to resume; run fit again.")
@@ -196,7 +205,8 @@ RESUMABLE = ("epochs", "lr", "patience", "grad_clip", "device", "eval_k", "verbo
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[str] | None = None,
-           allow_changed_data: bool = False, **changes: Any) -> Run:
+           allow_changed_data: bool = False, callbacks: Sequence[Any] | None = None, trust_code: bool | None = None,
+           networks: Mapping[str, Any] | None = None, **changes: Any) -> Run:
     """Continue the training of the run in ``run_dir`` from its last checkpoint, with the same
     data, split and settings.
 
@@ -208,10 +218,16 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[
     starts again from epoch 0), as is data that changed since the fit (unless
     ``allow_changed_data``).
 
+    ``callbacks`` as for :func:`fit`. A run fitted with networks of your own needs them as
+    :func:`latentlab.load` does: handed back (``networks={"encoder": ..., "decoder": ...}``), or
+    rebuilt from their recorded specs with ``trust_code=True``.
+
     Example
     -------
     >>> run = resume("runs/vae", epochs=200, lr=1e-4)  # doctest: +SKIP
     """
+    from .models.own import resolve_saved_networks
+
     run_dir = Path(run_dir)
     work = resume_dir(run_dir)
     info = read_run_json(work)
@@ -221,10 +237,12 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[
     if epochs is not None:
         changes["epochs"] = epochs
     config = _resume_config(config, changes)
+    params = resolve_saved_networks(model_class(config.model), config.params, networks or {}, trust_code, str(run_dir))
+    config = dataclasses.replace(config, params=params)
     ds = load_dataset(config.data, labels=config.labels, label_column=config.label_column)
     if not allow_changed_data:
         check_fingerprint(info, ds, run_dir, verb="resume")
-    return fit(config, run_dir, resume=True, command=command, dataset=ds)
+    return fit(config, run_dir, resume=True, command=command, dataset=ds, callbacks=callbacks)
 
 
 def _resume_config(config: RunConfig, changes: Mapping[str, Any]) -> RunConfig:

@@ -50,7 +50,7 @@ from .io import atomic_write_text
 from .models.base import LatentModel
 from .models.registry import model_name
 from .nn.distributions import Bernoulli, ContinuousBernoulli, Gaussian
-from .nn.networks import ConvDecoder, Gated
+from .nn.networks import BatchFlatten, ConvDecoder, Gated
 from .runs import Run, condition_of, default_split, model_input, open_run, pick
 from .validation import check_int
 
@@ -130,6 +130,8 @@ def _ops(m: nn.Module, shape: tuple[int, ...]) -> tuple[list[dict[str, Any]], tu
     if type(m) is nn.Upsample:
         op, shape = _upsample(m, shape)
         return [op], shape
+    if type(m) is BatchFlatten:  # a decoder of one's own, run on one code at a time
+        return _ops(m.net, shape)
     if type(m) is Gated:
         inner, out = _ops(m.inner, shape)
         if len(inner) != 1 or m.dim not in (-1, 1) or (m.dim == 1) != (len(out) == 3):

@@ -27,14 +27,18 @@ from pathlib import Path
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .io import FolderLock, atomic_write_text, fsync_dir, read_json
 
-__all__ = ["RUN_OWN_FILES", "RunWriter", "staging_dir", "resume_dir", "holds_model", "swap_in", "recover"]
+__all__ = ["RUN_OWN_FILES", "RUN_LOGS", "RunWriter", "staging_dir", "resume_dir", "holds_model", "swap_in", "recover"]
 
 RUN_FILE = "run.json"
 
 #: The files a run writes in its folder (the rest, e.g. a user's outputs, are carried over when
 #: a new run replaces the folder).
 RUN_OWN_FILES = frozenset({"config.json", "model.safetensors", ".model.safetensors.pending", RUN_FILE,
-                           "checkpoint.safetensors", "index.html"})
+                           "checkpoint.safetensors", "index.html", "history.jsonl"})
+#: What the training loggers write in a run folder by default (history.jsonl, the TensorBoard event
+#: files, an MLflow file store): a resume of a finished run, which goes on in the staging folder,
+#: takes a copy along so that its curves continue.
+RUN_LOGS = ("history.jsonl", "tensorboard", "mlruns")
 
 
 def staging_dir(out: Path) -> Path:
@@ -148,6 +152,7 @@ class RunWriter:
                 self._fresh(st)
                 shutil.copy2(out / "checkpoint.safetensors", st / "checkpoint.safetensors")
                 self._copied = _stamp(st / "checkpoint.safetensors")
+                _copy_logs(out, st)
                 work = st
             self.staged = work == st
             return work
@@ -209,6 +214,15 @@ class RunWriter:
                 work.rmdir()
             except OSError:
                 pass
+
+
+def _copy_logs(src: Path, dst: Path) -> None:
+    for name in RUN_LOGS:
+        p = src / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.copytree(p, dst / name, symlinks=True)
+        elif p.is_file() and not p.is_symlink():
+            shutil.copy2(p, dst / name)
 
 
 def _stamp(path: Path) -> tuple | None:

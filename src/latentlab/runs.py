@@ -152,8 +152,11 @@ class RunConfig:
         check_label_options(self.labels, self.label_column)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()}
+        """JSON values; a network of your own in ``params`` as its record (:mod:`latentlab.nn.spec`)."""
+        from .nn.spec import network_record
+
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["params"] = {k: jsonable(network_record(v)) for k, v in self.params.items()}
         return d
 
     @classmethod
@@ -356,7 +359,8 @@ def run_config_from(info: dict[str, Any], run_dir: Path) -> RunConfig | None:
 
 
 def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = True, labels: str | None = None,
-             label_column: str | None = None, allow_changed_data: bool = False) -> Run:
+             label_column: str | None = None, allow_changed_data: bool = False, trust_code: bool | None = None,
+             networks: Mapping[str, Any] | None = None) -> Run:
     """Reopen a run directory: the model, and (with ``load_data``) the data it was fitted on
     split as it was, or the source ``data`` instead.
 
@@ -368,6 +372,9 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
     The run's own data is checked against the fingerprint recorded at fit: data that changed
     since (rows appended, a file replaced) is a DataError naming the change, since its split would
     no longer be the one the model was fitted on; ``allow_changed_data`` opens it all the same.
+
+    ``trust_code`` and ``networks`` (``{"encoder": ..., "decoder": ...}``) are handed to
+    :func:`latentlab.load`, for a model fitted with networks of your own.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -376,7 +383,7 @@ def open_run(run_dir: str | Path, data: str | None = None, *, load_data: bool = 
         what = "training was interrupted before a model was saved: continue it with `latentlab fit --resume`" if (
             run_dir / RUN_FILE).is_file() else "it is not a run directory written by `latentlab fit --out`"
         raise CheckpointError(f"{run_dir} holds no saved model (config.json); {what}.")
-    model = load(run_dir)
+    model = load(run_dir, trust_code=trust_code, **dict(networks or {}))
     info: dict[str, Any] = {}
     config = None
     if (run_dir / RUN_FILE).is_file():

@@ -170,7 +170,13 @@ def _main(argv: Sequence[str] | None = None, tag: str = "") -> int:
         if getattr(args, "command", None) is None:
             parser.print_help(sys.stderr)
             return 2
-        return int(args.handler(args, ["latentlab", *argv]) or 0)
+        trust = contextlib.nullcontext()
+        if getattr(args, "trust_code", False):
+            from ..models.own import trusted_code
+
+            trust = trusted_code()
+        with trust:
+            return int(args.handler(args, ["latentlab", *argv]) or 0)
     except KeyboardInterrupt as exc:
         return _interrupted(exc, tag)
     except UsageError as exc:

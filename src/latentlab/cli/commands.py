@@ -101,6 +101,34 @@ def _resume_changes(args, argv) -> dict[str, Any]:
     return changes
 
 
+def _callbacks(args, run_dir) -> list:
+    """The callbacks --callback names (built from their specs: the command line asked for that code),
+    then the loggers --log asks for."""
+    out = []
+    for text in getattr(args, "callback", None) or []:
+        from ..nn.spec import ModuleSpec
+
+        cb = ModuleSpec.parse(text).instantiate()
+        if not any(callable(getattr(cb, h, None)) for h in ("on_fit_start", "on_step_end", "on_epoch_end", "on_fit_end")):
+            raise UsageError(f"latentlab fit: --callback {text} built a {type(cb).__name__}, not a latentlab.Callback.")
+        out.append(cb)
+    return out + _loggers(args, run_dir)
+
+
+def _loggers(args, run_dir) -> list:
+    """The callbacks --log asks for (none without it)."""
+    kinds = list(dict.fromkeys(getattr(args, "log", None) or []))
+    if not kinds:
+        if getattr(args, "log_dir", None) is not None:
+            raise UsageError("latentlab fit: --log-dir says where --log writes; add --log tensorboard or --log mlflow.")
+        return []
+    if len(kinds) > 1 and getattr(args, "log_dir", None) is not None:
+        raise UsageError("latentlab fit: one --log-dir for --log tensorboard and --log mlflow; give one --log, or drop --log-dir.")
+    from ..training.loggers import make_logger
+
+    return [make_logger(k, run_dir, getattr(args, "log_dir", None)) for k in kinds]
+
+
 def cmd_fit(args, argv) -> int:
     from .. import api
 
@@ -112,7 +140,7 @@ def cmd_fit(args, argv) -> int:
         if getattr(args, "out", None) is not None and Path(args.out).resolve() != Path(run_dir).resolve():
             raise UsageError(f"latentlab fit --resume: the run goes on in {run_dir}; drop --out {args.out}.")
         run = api.resume(run_dir, command=argv, allow_changed_data=getattr(args, "allow_changed_data", False),
-                         **_resume_changes(args, argv))
+                         callbacks=_callbacks(args, run_dir), **_resume_changes(args, argv))
     else:
         if model is None:
             from ..models import MODELS
@@ -125,7 +153,7 @@ def cmd_fit(args, argv) -> int:
             params["latent_dim"] = args.latent_dim
         config = api.RunConfig(model, args.data or api.RunConfig.data, params, args.test_fraction, args.split_seed, args.eval_k,
                                labels=getattr(args, "labels", None), label_column=getattr(args, "label_column", None))
-        run = api.fit(config, args.out, command=argv)
+        run = api.fit(config, args.out, command=argv, callbacks=_callbacks(args, args.out))
 
     def human():
         c = run.config

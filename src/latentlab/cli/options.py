@@ -11,6 +11,8 @@ from typing import Any, Callable
 __all__ = ["UsageError", "Parser", "add_model_options", "given_params", "NOT_OPTIONS"]
 
 NOT_OPTIONS = {"latent_dim", "checkpoint_dir", "verbose"}
+#: Option placeholders where the parameter's name says too little: a network of your own is a spec's text.
+_METAVARS = {"encoder": "MODULE:NAME(K=V)", "decoder": "MODULE:NAME(K=V)"}
 
 
 class UsageError(Exception):
@@ -131,7 +133,8 @@ def _show_default(v: Any) -> str:
     return str(v)
 
 
-def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type], title: str) -> list[str]:
+def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type], title: str,
+                      exclude: tuple[str, ...] = ()) -> list[str]:
     """Add one option per constructor parameter of ``classes`` (their union); returns the names.
 
     Defaults are left to the estimators (argparse.SUPPRESS): only options given on the command
@@ -144,7 +147,7 @@ def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type],
     for label, cls in classes.items():
         d = _docs_for(cls)
         for name, p in inspect.signature(cls).parameters.items():
-            if name in NOT_OPTIONS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            if name in NOT_OPTIONS or name in exclude or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             seen.setdefault(name, []).append(label)
             params.setdefault(name, p)
@@ -161,7 +164,7 @@ def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type],
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         else:
             conv = _converter(p.default, p.annotation)
-            meta = "SIZES" if conv is _sizes else name.upper()
+            meta = "SIZES" if conv is _sizes else _METAVARS.get(name, name.upper())
             group.add_argument(flag, dest=dest, type=conv, default=argparse.SUPPRESS, metavar=meta, help=text)
     return list(params)
 

@@ -58,6 +58,9 @@ def _condition_options(p, *, fit: bool = False) -> None:
 def _common(json_flag: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error")
+    p.add_argument("--trust-code", action="store_true", default=argparse.SUPPRESS,
+                   help="let a run fitted with networks of your own (--encoder pkg.mod:Name ...) import that code to "
+                   "rebuild them; importing a module runs it, so only for runs you trust")
     if json_flag:
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object instead of text")
     return p
@@ -78,6 +81,20 @@ def _split_options(p) -> None:
     p.add_argument("--split-seed", type=int, default=fields["split_seed"], metavar="S", help="seed of that split (default: %(default)s)")
     p.add_argument("--eval-k", type=int, default=fields["eval_k"], metavar="K",
                    help="importance samples for the test log-likelihood recorded at the end (default: %(default)s)")
+
+
+def _log_options(p) -> None:
+    """--log and --log-dir: the trackers a fit reports each epoch to (history.jsonl is always written)."""
+    g = p.add_argument_group("tracking (every run directory also gets history.jsonl, one JSON line per epoch)")
+    g.add_argument("--log", action="append", choices=("tensorboard", "mlflow"), default=argparse.SUPPRESS,
+                   help="also log every epoch to TensorBoard (event files in RUN_DIR/tensorboard; pip install "
+                   "'latentlab[tensorboard]') or MLflow (a run in RUN_DIR/mlruns, or $MLFLOW_TRACKING_URI; pip install "
+                   "'latentlab[mlflow]'); give it twice for both")
+    g.add_argument("--log-dir", metavar="DIR_OR_URI", default=argparse.SUPPRESS,
+                   help="where --log writes instead: TensorBoard's event folder, or MLflow's tracking URI or store folder")
+    g.add_argument("--callback", action="append", metavar="MODULE:NAME(K=V)", default=argparse.SUPPRESS,
+                   help="a latentlab.Callback of your own, built from an importable module (on PYTHONPATH) with "
+                   "literal keyword arguments, e.g. --callback 'mycbs:TimeBudget(seconds=600)'; may be repeated")
 
 
 #: The commands' one-line help, as `latentlab --help` lists them. The listing is built from this
@@ -149,6 +166,7 @@ def _add_fit(sub, common) -> None:
     fit.add_argument("--epochs", dest="param_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
                      help="with --resume: train up to N epochs in all (the run's own setting otherwise)")
     _resume_options(fit)
+    _log_options(fit)
     models = fit.add_subparsers(dest="model", metavar="MODEL", parser_class=Parser)
     for name, cls in MODELS.items():
         summary = (inspect.getdoc(cls) or name).splitlines()[0]
@@ -165,6 +183,8 @@ def _add_fit(sub, common) -> None:
         _split_options(mp)
         if name in conditional_models():
             _condition_options(mp, fit=True)
+        if name != "pca":  # fitted in closed form: no epochs to log
+            _log_options(mp)
         add_model_options(mp, {name: cls}, f"{name} options")
     fit.set_defaults(handler=commands.cmd_fit)
 
@@ -358,7 +378,8 @@ def _add_compare(sub, common) -> None:
     classes = {}
     for label, (model, _) in api.COMPARE_SET.items():
         classes.setdefault(model, MODELS[model])
-    add_model_options(cp, classes, "model options (each applies to the models that take it; --hidden not to the linear AE)")
+    add_model_options(cp, classes, "model options (each applies to the models that take it; --hidden not to the linear AE)",
+                      exclude=("encoder", "decoder"))
     cp.set_defaults(handler=commands.cmd_compare)
 
 

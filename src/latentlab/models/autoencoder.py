@@ -8,7 +8,7 @@ from ..nn.distributions import LIKELIHOODS, make_likelihood
 from ..nn.modules import AEModule
 from ..objectives import ReconstructionLoss
 from ..validation import check_choice
-from . import constraints
+from . import constraints, own
 from .neural import NeuralModel
 from .registry import register
 
@@ -37,10 +37,22 @@ class Autoencoder(NeuralModel):
         "conv" needs images and uses ``channels`` (stride-2 convolutions) before ``hidden``.
     channels : tuple of int
         Convolution channels for ``architecture="conv"``.
-    loss : {"mse", "bernoulli", "continuous_bernoulli", "gaussian", "mixed"}
+    encoder : torch.nn.Module, ModuleSpec, str or None
+        Your own encoder instead of the built-in one (None): x (B, *S) -> (B, latent_dim), the code.
+        S is one example as the built-in networks take it: (n_features,) with architecture="mlp",
+        (C, H, W) with "conv" (images (n, H, W) get C = 1). A module is copied at fit (yours is not
+        trained; its weights are the start); a :class:`latentlab.nn.ModuleSpec`, or its text
+        "package.module:Name(k=v)", is built at fit (seeded) and recorded in the saved model (see
+        :func:`latentlab.load`). The shapes are checked on the first batch. hidden, activation and
+        channels do not apply to it.
+    decoder : torch.nn.Module, ModuleSpec, str or None
+        Your own decoder: z (B, latent_dim) -> (B, *S), the reconstruction (for ``loss="mse"``) or
+        the likelihood's parameters. As for ``encoder`` otherwise.
+    loss : {"mse", "bernoulli", "continuous_bernoulli", "gaussian", "mixed"}, or your own likelihood
         Squared error summed over features, or the negative log-likelihood of the named
         decoder distribution (nats per example); "mixed" for a mixed-type table (see
-        :class:`latentlab.VAE`'s ``likelihood``).
+        :class:`latentlab.VAE`'s ``likelihood``); or of your own :class:`latentlab.nn.Likelihood`
+        (an instance, a ModuleSpec or its text).
     sigma : float or {"learned", "learned_per_feature"}
         Standard deviation for ``loss="gaussian"``.
     scale : {None, "standard", "minmax"}
@@ -78,7 +90,8 @@ class Autoencoder(NeuralModel):
     (1797, 4)
     """
 
-    _parameter_constraints = {**constraints.NETWORK, "loss": [str], "sigma": constraints.VAE_TERMS["sigma"],
+    _parameter_constraints = {**constraints.NETWORK, **constraints.OWN_NETWORKS, "loss": [str, *constraints.OWN],
+                              "sigma": constraints.VAE_TERMS["sigma"],
                               **constraints.SCALE, **constraints.TRAINING}
 
     def __init__(
@@ -88,6 +101,8 @@ class Autoencoder(NeuralModel):
         activation: str = "relu",
         architecture: str = "mlp",
         channels=(32, 64),
+        encoder=None,
+        decoder=None,
         loss: str = "mse",
         sigma="learned",
         scale=None,
@@ -109,12 +124,17 @@ class Autoencoder(NeuralModel):
     ):
         self._store_params(locals())
 
+    network_params = ("encoder", "decoder", "loss")
+
     def _validate_params(self):
         super()._validate_params()
-        check_choice(self.loss, "loss", AE_LOSSES)
+        if not own.is_own(self.loss, "loss"):
+            check_choice(self.loss, "loss", AE_LOSSES)
 
     def _check_support(self, A):
-        if self.loss == "mixed":
+        if own.is_own(self.loss, "loss"):
+            self._check_own_likelihood("loss", A)
+        elif self.loss == "mixed":
             self._mixed_likelihood(self.sigma, init=False).check(A)
         elif self.loss != "mse":
             make_likelihood(self.loss, self.sigma, self._n_model_features).check(A)
@@ -122,7 +142,9 @@ class Autoencoder(NeuralModel):
     def _build_module(self):
         enc, dec = self._networks(int(self.latent_dim), int(self.latent_dim))
         lik = None
-        if self.loss == "mixed":
+        if own.is_own(self.loss, "loss"):
+            lik = own.build_own(self.loss, "loss")
+        elif self.loss == "mixed":
             lik = self._mixed_likelihood(self.sigma)
         elif self.loss != "mse":
             init_var = self._feature_variance() if self.loss == "gaussian" and isinstance(self.sigma, str) else None

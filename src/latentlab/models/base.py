@@ -25,6 +25,7 @@ from .._version import __version__
 from ..errors import CheckpointError, ConfigError, DataError, DataTypeError, InvalidParameterError, NotFittedError, UnknownParameterError
 from ..io import atomic_write_bytes, atomic_write_text, fsync_dir, jsonable, tensor_bytes
 from ..tables import TableCodec, is_frame, is_table, stack_rows
+from ..nn.spec import network_record
 
 __all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT", "PENDING_WEIGHTS"]
 
@@ -47,10 +48,13 @@ CAPABILITIES = {
 }
 
 
-def _unknown_parameter(cls_name: str, names: list[str], given: list[str], exc: Exception) -> UnknownParameterError:
+def _unknown_parameter(cls_name: str, names: list[str], given: list[str], exc: Exception,
+                       refused: dict[str, str] | None = None) -> UnknownParameterError:
     unknown = [k for k in given if k not in names]
     if unknown:
         k = unknown[0]
+        if refused and k in refused:
+            return UnknownParameterError(f"{cls_name} takes no {k}=: {refused[k]}")
         close = difflib.get_close_matches(k, names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return UnknownParameterError(
@@ -76,7 +80,7 @@ def _checked_init(init):
             sig.bind(self, *args, **kwargs)
         except TypeError as exc:
             names = [p for p in sig.parameters if p != "self"]
-            raise _unknown_parameter(type(self).__name__, names, list(kwargs), exc) from None
+            raise _unknown_parameter(type(self).__name__, names, list(kwargs), exc, type(self).refused_params) from None
         init(self, *args, **kwargs)
 
     __init__._latentlab_checked = True
@@ -176,6 +180,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     _parameter_constraints: ClassVar[dict] = {}
     #: The name it is registered under (``latentlab fit NAME``); set by ``models.registry.register``.
     model_name: ClassVar[str | None] = None
+    #: The parameters that may hold a network or likelihood of your own (see :mod:`latentlab.models.own`).
+    network_params: ClassVar[tuple[str, ...]] = ()
+    #: Parameters of the family this class does not take, with the reason (named in the error).
+    refused_params: ClassVar[dict[str, str]] = {}
 
     def _store_params(self, params: dict[str, Any]) -> None:
         """Store the constructor's arguments as attributes of the same names (scikit-learn's rule:
@@ -215,7 +223,7 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         names = self._get_param_names()
         given = [k.split("__", 1)[0] for k in params]
         if any(k not in names for k in given):
-            raise _unknown_parameter(type(self).__name__, names, given, None)
+            raise _unknown_parameter(type(self).__name__, names, given, None, self.refused_params)
         return super().set_params(**params)
 
     # ------------------------------------------------------------------ data in and out
@@ -518,6 +526,10 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                     "scale), else every code is non-finite: config.json is damaged: save the model again."
                 )
 
+    def _params_record(self) -> dict[str, Any]:
+        """The settings as JSON values; a network of your own as its record (:mod:`latentlab.nn.spec`)."""
+        return {k: jsonable(network_record(v)) for k, v in self.get_params(deep=False).items()}
+
     def save(self, path: str | Path) -> Path:
         """Save to a directory: ``model.safetensors`` (weights) and ``config.json`` (settings,
         data scaling, history, library version), as a unit: the weights go to
@@ -526,6 +538,11 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         leaves a loadable model, the old one or the new (:func:`latentlab.load` reads the pending
         weights when the checksum says they are the model's). Loading never unpickles. Under
         torchrun only rank 0 writes. Returns the directory.
+
+        Networks of your own are recorded, not pickled: a module instance by its class (hand it
+        back at load: ``latentlab.load(path, encoder=..., decoder=...)``), a
+        :class:`~latentlab.nn.ModuleSpec` as its ``package.module:Name`` and JSON arguments (rebuilt
+        by ``latentlab.load(path, trust_code=True)``); their weights are in model.safetensors.
         """
         from ..training.distributed import is_main_process
 
@@ -539,7 +556,7 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         digest = hashlib.sha256(weights).hexdigest()
         pending = path / PENDING_WEIGHTS
         atomic_write_bytes(pending, weights)
-        params = {k: jsonable(v) for k, v in self.get_params(deep=False).items()}
+        params = self._params_record()
         config = {
             "format": "latentlab-model",
             "format_version": MODEL_FORMAT,

@@ -22,13 +22,18 @@ import os
 from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval
+from torch import nn
 
-__all__ = ["POSITIVE_INT", "TRAINING", "NETWORK", "SCALE", "VAE_TERMS"]
+from ..nn.spec import ModuleSpec
+
+__all__ = ["POSITIVE_INT", "TRAINING", "NETWORK", "OWN_NETWORKS", "SCALE", "VAE_TERMS", "OWN"]
 
 POSITIVE_INT = [Interval(Integral, 1, None, closed="left")]
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 _NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
 _SIZES = [tuple, list, Interval(Integral, 1, None, closed="left")]  # the sizes themselves: check_hidden
+#: A network or likelihood of your own: a module, a ModuleSpec, or its text (checked by models.own).
+OWN = [nn.Module, ModuleSpec]
 
 #: The training settings every estimator trained by gradient descent shares.
 TRAINING = {
@@ -58,11 +63,14 @@ NETWORK = {
     "channels": _SIZES,
 }
 
+#: Your own encoder and decoder, where an estimator takes them (None: the built-in networks).
+OWN_NETWORKS = {"encoder": [None, str, *OWN], "decoder": [None, str, *OWN]}
+
 SCALE = {"scale": [None, str]}
 
 #: The VAE's likelihood and loss terms.
 VAE_TERMS = {
-    "likelihood": [str],
+    "likelihood": [str, *OWN],
     "sigma": [Interval(Real, 0, None, closed="neither"), str],
     "c": _NON_NEGATIVE,
     "mc_samples": POSITIVE_INT,

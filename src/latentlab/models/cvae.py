@@ -17,8 +17,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..nn.modules import ConditionalVAEModule
-from ..nn.networks import MLP, ConvDecoder, ConvEncoder
-from ..validation import as_array, check_choice, check_hidden, check_int
+from ..validation import as_array, check_choice, check_int
 from .registry import register
 from .vae import VAE
 
@@ -42,10 +41,13 @@ class ConditionalVAE(VAE):
         How to read y. "auto": a 1-D y is a class label (any values: ints, strings; one-hot
         inside the networks), a 2-D y of shape (n, m) a float side input. Use "continuous" for
         a single real-valued side input given as 1-D.
-    latent_dim, hidden, activation, architecture, channels, likelihood, sigma, c, mc_samples,
+    latent_dim, hidden, activation, architecture, channels, encoder, decoder, likelihood, sigma, c, mc_samples,
     warmup_epochs, free_bits, scale, epochs, batch_size, lr, optimizer, weight_decay,
     lr_schedule, patience, validation_fraction, grad_clip, ema, seed, device, compile, verbose,
-    checkpoint_dir : as for :class:`VAE`.
+    checkpoint_dir : as for :class:`VAE`. Your own ``encoder`` takes x with the condition beside it:
+        (B, n_features + m) for flat rows, (B, C + m, H, W) for images (the condition as constant
+        channels); your own ``decoder`` takes [z | y], (B, latent_dim + m). m is ``n_cond_``: the
+        number of classes (one-hot), or the width of a side input.
 
     Attributes
     ----------
@@ -76,6 +78,8 @@ class ConditionalVAE(VAE):
         activation: str = "relu",
         architecture: str = "mlp",
         channels=(32, 64),
+        encoder=None,
+        decoder=None,
         likelihood: str = "auto",
         sigma="learned",
         c: float = 1.0,
@@ -198,22 +202,15 @@ class ConditionalVAE(VAE):
     # ------------------------------------------------------------------ building and fitting
     def _build_module(self):
         d, m = int(self.latent_dim), int(self.n_cond_)
-        hidden = check_hidden(self.hidden, "hidden")
-        shape = self._module_shape()
-        if self.architecture == "mlp":
-            enc = MLP(shape[0] + m, hidden, 2 * d, self.activation)
-            dec = MLP(d + m, hidden[::-1], shape[0], self.activation)
-        else:
-            channels = check_hidden(self.channels, "channels")
-            enc = ConvEncoder((shape[0] + m, *shape[1:]), channels, hidden, 2 * d, self.activation)
-            dec = ConvDecoder(d + m, shape, channels, hidden[::-1], self.activation)
+        enc, dec = self._networks(2 * d, d + m, extra_in=m)  # the condition beside x, and beside z
         return ConditionalVAEModule(enc, dec, self._make_likelihood(), d, m, self.condition_ == "categorical")
 
-    def fit(self, X, y=None, *, X_val=None, y_val=None, resume: bool = False):
+    def fit(self, X, y=None, *, X_val=None, y_val=None, resume: bool = False, callbacks=None):
         """Train on X (n, ...) with the condition y: labels (n,) or side inputs (n, m).
 
         ``X_val, y_val`` give the validation data for early stopping (by default a
-        ``validation_fraction`` of X is held out). Returns self.
+        ``validation_fraction`` of X is held out); ``resume`` and ``callbacks`` as for
+        :meth:`VAE.fit`. Returns self.
         """
         n = len(X)
         self._fit_condition(y, n)
@@ -221,7 +218,7 @@ class ConditionalVAE(VAE):
         Cv = None
         if X_val is not None:
             Cv = self._cond_array(y_val, len(X_val))
-        return self._fit(X, C, X_val=X_val, y_val=Cv, resume=resume)
+        return self._fit(X, C, X_val=X_val, y_val=Cv, resume=resume, callbacks=callbacks)
 
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y, **fit_params).transform(X, y)

@@ -83,8 +83,16 @@ class HierarchicalVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
     ((5, 6), (3, 64))
     """
 
-    _parameter_constraints = {**VAE._parameter_constraints, "latent_dim2": [None, *constraints.POSITIVE_INT],
+    _parameter_constraints = {**{k: v for k, v in VAE._parameter_constraints.items() if k not in ("encoder", "decoder")},
+                              "latent_dim2": [None, *constraints.POSITIVE_INT],
                               "prior": [str], "n_pseudo_inputs": constraints.POSITIVE_INT, "k": constraints.POSITIVE_INT}
+    network_params = ("likelihood",)
+    refused_params = {
+        k: "it builds five networks of its own (a shared encoder body, the heads of q(z2|x) and q(z1|x, z2), "
+        "p(z1|z2) and the decoder), so one encoder and one decoder do not fit it; bring your networks to VAE, "
+        "IWAE, VampPriorVAE or ConditionalVAE (a likelihood of your own works here: likelihood=...)."
+        for k in ("encoder", "decoder")
+    }
 
     def __init__(
         self,

@@ -88,7 +88,7 @@ class IWAE(BoundScoreMixin, VAE):
         c rises linearly from 0 over this many epochs (an annealed bound; 0: none).
     free_bits : float
         Must be 0 (the KL is not in closed form inside the bound).
-    latent_dim, hidden, activation, architecture, channels, likelihood, sigma, scale, epochs,
+    latent_dim, hidden, activation, architecture, channels, encoder, decoder, likelihood, sigma, scale, epochs,
     batch_size, lr, optimizer, weight_decay, lr_schedule, patience, validation_fraction,
     grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
         as for :class:`VAE`.
@@ -123,6 +123,8 @@ class IWAE(BoundScoreMixin, VAE):
         activation: str = "relu",
         architecture: str = "mlp",
         channels=(32, 64),
+        encoder=None,
+        decoder=None,
         likelihood: str = "auto",
         sigma="learned",
         c: float = 1.0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -11,15 +11,16 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ConfigError, DataError, DivergenceError
-from ..io import jsonable
 from ..limits import ParameterBudget, check_seed, check_step
 from ..nn.mixed import MixedTable
-from ..nn.networks import MLP, ConvDecoder, ConvEncoder
+from ..nn.networks import MLP, BatchFlatten, ConvDecoder, ConvEncoder
+from ..training.callbacks import HISTORY_FILE, HistoryFile
 from ..training.checkpoint import CHECKPOINT_NAME, load_module_state
 from ..training.data import ArrayData
 from ..training.device import resolve_device
 from ..training.trainer import train
 from ..validation import check_choice, check_float, check_hidden, check_int, iter_chunks
+from . import own
 from .base import LatentModel
 
 __all__ = ["NeuralModel", "ARCHITECTURES"]
@@ -32,9 +33,13 @@ class NeuralModel(LatentModel):
     """Base of the estimators trained by gradient descent.
 
     Subclasses define ``_build_module()``, ``_objective()`` and may override ``_check_support``.
+    Networks of your own come in through the parameters named in ``network_params``
+    (:mod:`latentlab.models.own`).
     """
 
     _fitted_attr = "module_"
+    #: The parameters that may hold a network of your own (a module, a ModuleSpec or its text).
+    network_params: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -70,6 +75,18 @@ class NeuralModel(LatentModel):
         check_hidden(self.channels, "channels")
         check_choice(self.architecture, "architecture", ARCHITECTURES)
         check_float(self.validation_fraction, "validation_fraction", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
+        for name in self.network_params:
+            value = getattr(self, name, None)
+            if own.is_own(value, name) or (value is not None and name not in own.NAMED):
+                own.check_own(value, name, type(self).__name__)
+
+    def _own_networks(self) -> set[str]:
+        """The network parameters that hold networks of your own."""
+        return {n for n in self.network_params if own.is_own(getattr(self, n, None), n)}
+
+    def _encoder_width(self) -> int:
+        """The encoder's output width: the code (latent_dim); 2 * latent_dim for a Gaussian posterior."""
+        return int(self.latent_dim)
 
     def _module_shape(self) -> tuple[int, ...]:
         """Shape of one example as the networks take it: (F,) for the MLP, (C, H, W) for conv."""
@@ -83,15 +100,29 @@ class NeuralModel(LatentModel):
             )
         return (1, *shape) if len(shape) == 2 else tuple(shape)
 
-    def _networks(self, out_features: int, in_latent: int):
-        """(encoder, decoder): encoder (B, *S) -> (B, out_features); decoder (..., in_latent) -> (..., *S)."""
+    def _networks(self, out_features: int, in_latent: int, extra_in: int = 0):
+        """(encoder, decoder): encoder (B, *S) -> (B, out_features); decoder (..., in_latent) -> (..., *S).
+
+        Yours where ``encoder`` / ``decoder`` hold them (a copy, or built from the spec; your decoder
+        wrapped in :class:`~latentlab.nn.networks.BatchFlatten`), else the built-in ones. ``extra_in``:
+        features (channels for images) of a condition that the encoder's input carries beside x.
+        """
+        nets = {n: own.build_own(getattr(self, n), n) for n in ("encoder", "decoder") if n in self._own_networks()}
+        if len(nets) < 2:
+            enc, dec = self._builtin_networks(out_features, in_latent, extra_in)
+            nets.setdefault("encoder", enc)
+            if "decoder" not in nets:
+                return nets["encoder"], dec
+        return nets["encoder"], BatchFlatten(nets["decoder"])
+
+    def _builtin_networks(self, out_features: int, in_latent: int, extra_in: int = 0):
         hidden = check_hidden(self.hidden)
         shape = self._module_shape()
         if self.architecture == "mlp":
             F = shape[0]
-            return MLP(F, hidden, out_features, self.activation), MLP(in_latent, hidden[::-1], F, self.activation)
+            return MLP(F + extra_in, hidden, out_features, self.activation), MLP(in_latent, hidden[::-1], F, self.activation)
         channels = check_hidden(self.channels, "channels")
-        enc = ConvEncoder(shape, channels, hidden, out_features, self.activation)
+        enc = ConvEncoder((shape[0] + extra_in, *shape[1:]), channels, hidden, out_features, self.activation)
         dec = ConvDecoder(in_latent, shape, channels, hidden[::-1], self.activation)
         return enc, dec
 
@@ -114,6 +145,15 @@ class NeuralModel(LatentModel):
             )
         var = self._feature_variance() if init and isinstance(sigma, str) else None
         return MixedTable(self.table_.blocks(), sigma, None if var is None else var[self.table_.numeric_features()])
+
+    def _check_own_likelihood(self, param: str, A):
+        """Your likelihood's ``check`` on a chunk of the training data; returns the likelihood (built
+        once a fit: a spec imports its code)."""
+        lik = self.__dict__.get("_support_check")
+        if lik is None:
+            lik = self._support_check = own.build_own(getattr(self, param), param)
+        lik.check(A)
+        return lik
 
     def _prepare_build(self, A, train_rows) -> None:
         """Hook called in ``fit`` just before ``_build_module``, with the unscaled training array
@@ -156,7 +196,7 @@ class NeuralModel(LatentModel):
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None, *, X_val=None, resume: bool = False):
+    def fit(self, X, y=None, *, X_val=None, resume: bool = False, callbacks=None):
         """Train on X of shape (n, n_features), or images (n, H, W) / (n, C, H, W).
 
         Parameters
@@ -167,21 +207,27 @@ class NeuralModel(LatentModel):
             Validation data for early stopping; by default a ``validation_fraction`` of X is held out.
         resume : bool
             Continue from the checkpoint in ``checkpoint_dir`` (if one is there).
+        callbacks : list of :class:`latentlab.training.Callback`, optional
+            Called at the start, after each step and epoch, and at the end; one may ask to stop
+            (:mod:`latentlab.training.callbacks`). With a ``checkpoint_dir``, ``history.jsonl`` is
+            written there too.
 
         Returns
         -------
         self
         """
-        return self._fit(X, None, X_val=X_val, y_val=None, resume=resume)
+        return self._fit(X, None, X_val=X_val, y_val=None, resume=resume, callbacks=callbacks)
 
-    def _fit(self, X, cond, *, X_val, y_val, resume):
+    def _fit(self, X, cond, *, X_val, y_val, resume, callbacks=None):
         self._validate_params()
         cfg = self._train_config()
         A = self._check_X(X, reset=True, min_samples=2)
         top = 0.0
+        self.__dict__.pop("_support_check", None)
         for chunk in self._scaled_chunks(A):
             self._check_support(chunk)
             top = max(top, float(np.abs(chunk).max(initial=0.0)))
+        self.__dict__.pop("_support_check", None)
         self._fit_data = A  # for feature_variance() while the module is built
         self._module_shape()  # fail early for conv on flat data
         device = resolve_device(cfg.device)
@@ -195,13 +241,15 @@ class NeuralModel(LatentModel):
         train_data = self._data(arrays, device, index=train_idx)
         self._prepare_build(A, train_idx)
 
-        ckpt = None
+        ckpt, callbacks = None, list(callbacks or ())
         if self.checkpoint_dir is not None:
             ckpt = Path(self.checkpoint_dir) / CHECKPOINT_NAME
+            callbacks.insert(0, HistoryFile(Path(self.checkpoint_dir) / HISTORY_FILE))
         cuda_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(cfg.seed)
             module = self._build_checked().to(device)
+            self._check_own_networks(module, train_data)
             self._check_step_size(A.shape[0])
             try:
                 result = train(
@@ -214,6 +262,7 @@ class NeuralModel(LatentModel):
                     resume=resume,
                     meta=self._checkpoint_meta(),
                     desc=type(self).__name__,
+                    callbacks=callbacks,
                 )
             except DivergenceError as exc:
                 raise self._scale_cause(exc, top) from None
@@ -223,8 +272,15 @@ class NeuralModel(LatentModel):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.n_epochs_ = len(result.history)
-        self.stopped_early_ = result.stopped_early
+        self.stopped_early_ = result.stopped_early or result.stopped_by_callback
         return self
+
+    def _check_own_networks(self, module: nn.Module, train_data: ArrayData) -> None:
+        """The first batch through your networks, shapes checked (reads 2 rows; nothing without them)."""
+        mine = self._own_networks()
+        if mine:
+            batch = train_data.gather(torch.arange(min(2, len(train_data))))
+            own.check_first_batch(self, module, batch, mine, self._encoder_width())
 
     def _size_settings(self) -> str:
         """The settings that make the network large, in words (for the bound's error)."""
@@ -268,7 +324,7 @@ class NeuralModel(LatentModel):
         state.update(self._extra_state())
         return {
             "class": type(self).__name__,
-            "params": {k: jsonable(v) for k, v in self.get_params(deep=False).items()},
+            "params": self._params_record(),
             "state": state,
         }
 

@@ -97,11 +97,23 @@ def _weights_of(path: Path, config: dict) -> Path:
     )
 
 
-def load(path: str | Path) -> LatentModel:
+def load(path: str | Path, *, trust_code: bool | None = None, **networks) -> LatentModel:
     """Load an estimator saved with ``save(path)``; never unpickles.
 
+    A model fitted with networks of your own (``encoder=``, ``decoder=``, ``likelihood=``,
+    ``loss=``) needs them back, built like the ones fitted (their weights are read from the file):
+
+    - a network that was a module instance: hand it back, ``load(path, encoder=MyEncoder(),
+      decoder=MyDecoder())``;
+    - a network that was a :class:`~latentlab.nn.ModuleSpec` (``"package.module:Name(k=v)"``):
+      hand it back the same way, or pass ``trust_code=True`` to let ``load`` import the module and
+      build it from the recorded spec. Importing a module runs its code, so this is for files you
+      trust; without it ``load`` refuses, naming the modules. ``trust_code=None`` (default) follows
+      :func:`latentlab.trusted_code` (the command line's ``--trust-code``), else False.
+
     Raises :class:`CheckpointError` with the reason and the fix for a missing directory, a
-    corrupt or mismatched file, or a model saved by an incompatible latentlab version.
+    corrupt or mismatched file, a network it needs and was not given, or a model saved by an
+    incompatible latentlab version.
 
     Example
     -------
@@ -135,6 +147,9 @@ def load(path: str | Path) -> LatentModel:
     params = config.get("params") or {}
     if not isinstance(params, dict) or not isinstance(config.get("state"), dict):
         raise CheckpointError(f"{path / 'config.json'} has no settings or state of a model; the file is damaged: save the model again.")
+    from .own import resolve_saved_networks
+
+    params = resolve_saved_networks(cls, params, networks, trust_code, str(path))
     try:
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()}
         est = cls(**params)

@@ -19,7 +19,7 @@ from ..nn.distributions import LIKELIHOODS, make_likelihood
 from ..nn.modules import VAEModule
 from ..objectives import ELBO, elbo_terms
 from ..validation import check_choice, check_int
-from . import constraints
+from . import constraints, own
 from .neural import NeuralModel
 from .registry import register
 
@@ -43,13 +43,26 @@ class VAE(NeuralModel):
     latent_dim : int
         Dimension of z.
     hidden, activation, architecture, channels : the networks, as for :class:`Autoencoder`.
-    likelihood : {"auto", "bernoulli", "continuous_bernoulli", "gaussian", "mixed"}
+    encoder : torch.nn.Module, ModuleSpec, str or None
+        Your own encoder instead of the built-in one (None): x (B, *S) -> (B, 2 * latent_dim), the
+        mean and the log-variance of q(z|x) side by side. S is one example as the built-in networks
+        take it: (n_features,) with architecture="mlp", (C, H, W) with "conv" (images (n, H, W) get
+        C = 1). A module is copied at fit (yours is not trained; its weights are the start); a
+        :class:`latentlab.nn.ModuleSpec`, or its text "package.module:Name(k=v)", is built at fit
+        (seeded) and recorded in the saved model (see :func:`latentlab.load`). The shapes are
+        checked on the first batch. hidden, activation and channels do not apply to it.
+    decoder : torch.nn.Module, ModuleSpec, str or None
+        Your own decoder: z (B, latent_dim) -> (B, *S), the likelihood's parameters (logits for the
+        Bernoulli, means for the Gaussian); latentlab runs it on (..., latent_dim) by flattening the
+        leading dimensions. As for ``encoder`` otherwise.
+    likelihood : {"auto", "bernoulli", "continuous_bernoulli", "gaussian", "mixed"}, or your own
         The decoder's distribution p(x|z). "auto" picks "mixed" for a mixed-type table (a
         DataFrame or CSV with text columns), "bernoulli" for binary data and a "gaussian" with
         learned sigma otherwise. Bernoulli needs 0/1 data, the continuous Bernoulli data in
         [0, 1]; a mismatch is an error that names the likelihood that fits. "mixed"
         (:class:`latentlab.nn.mixed.MixedTable`): a Gaussian for each numeric column, a Bernoulli
         for each 0/1 column, a categorical (softmax) over each text column's categories, summed.
+        Your own: a :class:`latentlab.nn.Likelihood` instance, a ModuleSpec or its text.
     sigma : float or {"learned", "learned_per_feature"}
         For "gaussian": a fixed standard deviation, one learned value, or one per feature. For
         "mixed": fixed, or learned per numeric column (either string).
@@ -81,7 +94,8 @@ class VAE(NeuralModel):
     ((1797, 2), (5, 64))
     """
 
-    _parameter_constraints = {**constraints.NETWORK, **constraints.VAE_TERMS, **constraints.SCALE, **constraints.TRAINING}
+    _parameter_constraints = {**constraints.NETWORK, **constraints.OWN_NETWORKS, **constraints.VAE_TERMS, **constraints.SCALE,
+                              **constraints.TRAINING}
 
     def __init__(
         self,
@@ -90,6 +104,8 @@ class VAE(NeuralModel):
         activation: str = "relu",
         architecture: str = "mlp",
         channels=(32, 64),
+        encoder=None,
+        decoder=None,
         likelihood: str = "auto",
         sigma="learned",
         c: float = 1.0,
@@ -115,13 +131,22 @@ class VAE(NeuralModel):
     ):
         self._store_params(locals())
 
+    network_params = ("encoder", "decoder", "likelihood")
+
     # ------------------------------------------------------------------ building
     def _validate_params(self):
         super()._validate_params()
-        check_choice(self.likelihood, "likelihood", ("auto", *LIKELIHOODS, "mixed"))
+        if not own.is_own(self.likelihood, "likelihood"):
+            check_choice(self.likelihood, "likelihood", ("auto", *LIKELIHOODS, "mixed"))
         self._objective()  # the objective checks its own settings (c, mc_samples, warm-up, ...)
 
+    def _encoder_width(self) -> int:
+        return 2 * int(self.latent_dim)
+
     def _check_support(self, A):
+        if own.is_own(self.likelihood, "likelihood"):
+            self.likelihood_ = own.likelihood_name(self._check_own_likelihood("likelihood", A))
+            return
         if self.likelihood == "mixed" or self.likelihood == "auto" and getattr(self, "table_", None) is not None:
             self.likelihood_ = "mixed"
             self._mixed_likelihood(self.sigma, init=False).check(A)
@@ -143,6 +168,8 @@ class VAE(NeuralModel):
             del self._auto_binary
 
     def _make_likelihood(self):
+        if own.is_own(self.likelihood, "likelihood"):
+            return own.build_own(self.likelihood, "likelihood")
         name = self.likelihood_
         if name == "mixed":
             return self._mixed_likelihood(self.sigma)

@@ -76,7 +76,7 @@ class VampPriorVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
     c, mc_samples, warmup_epochs : as for :class:`IWAE` (c weights log p(z) - log q(z|x)).
     free_bits : float
         Must be 0 (the KL has no closed form).
-    latent_dim, hidden, activation, architecture, channels, likelihood, sigma, scale, epochs,
+    latent_dim, hidden, activation, architecture, channels, encoder, decoder, likelihood, sigma, scale, epochs,
     batch_size, lr, optimizer, weight_decay, lr_schedule, patience, validation_fraction,
     grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
         as for :class:`VAE`.
@@ -109,6 +109,8 @@ class VampPriorVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
         activation: str = "relu",
         architecture: str = "mlp",
         channels=(32, 64),
+        encoder=None,
+        decoder=None,
         likelihood: str = "auto",
         sigma="learned",
         c: float = 1.0,

@@ -104,21 +104,52 @@ class DiagonalGaussian:
 
 
 class Likelihood(nn.Module):
-    """p(x|z) given the decoder's output ``out`` (one value per feature).
+    """The decoder's distribution p(x|z), given the decoder's output ``out``: subclass it for a
+    likelihood of your own, and pass an instance as ``likelihood=`` (the VAE family) or ``loss=``
+    (the Autoencoder).
 
-    Subclasses define ``log_prob(x, out)`` summed over features, ``mean(out)`` (the reconstruction
-    in data space), ``sample(out)``, and ``check(x)`` which raises on data outside the support.
+    The contract (x is a batch as the networks take it, (B, *S); ``out`` the decoder's output for
+    it, (..., B, *S), where ``...`` are sample dimensions, e.g. the k draws of z of an
+    importance-weighted bound; x broadcasts over them):
+
+    - ``log_prob(x, out)`` -> (..., B): log p(x|z) in nats, summed over the features of each example;
+    - ``mean(out)`` -> (..., B, *S): E[x|z] in data space (what ``inverse_transform`` returns);
+    - ``sample(out, generator=None)`` -> (..., B, *S): a draw x ~ p(x|z);
+    - ``check(x)``: raise :class:`latentlab.errors.DataError` if the NumPy array ``x`` (a chunk of the
+      scaled training data, (n, *input_shape)) lies outside the support; nothing otherwise.
+
+    A likelihood may have parameters (a learned scale): they train with the networks and are saved
+    with the model. ``name`` is what ``likelihood_`` records (the class name when empty). The
+    shapes of ``log_prob`` and ``mean`` are checked on the first training batch.
+
+    Example
+    -------
+    >>> import torch
+    >>> class Laplace(Likelihood):
+    ...     name = "laplace"
+    ...     def log_prob(self, x, out):
+    ...         return -((x - out).abs() + math.log(2)).flatten(-x.dim() + 1).sum(-1)
+    ...     def mean(self, out):
+    ...         return out
+    ...     def sample(self, out, generator=None):
+    ...         u = torch.rand(out.shape, generator=generator) - 0.5
+    ...         return out - u.sign() * torch.log1p(-2 * u.abs())
+    >>> Laplace().log_prob(torch.zeros(4, 3), torch.zeros(5, 4, 3)).shape
+    torch.Size([5, 4])
     """
 
-    name = "likelihood"
+    name = ""
 
     def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """log p(x | out) summed over the features: (..., B)."""
         raise NotImplementedError
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """E[x | out], shaped like ``out``."""
         raise NotImplementedError
 
     def sample(self, out: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A draw x ~ p(x | out), shaped like ``out``."""
         raise NotImplementedError  # pragma: no cover
 
     def check(self, x) -> None:

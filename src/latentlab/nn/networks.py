@@ -28,8 +28,8 @@ GATED = "gated"
 #: Every activation a network can use: the elementwise ones and "gated" layers.
 ACTIVATION_NAMES = (*ACTIVATIONS, GATED)
 
-__all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "GATED", "Gated", "MLP", "ConvEncoder", "ConvDecoder", "activation",
-           "hidden_layer", "orthogonal_init"]
+__all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "GATED", "Gated", "MLP", "ConvEncoder", "ConvDecoder", "BatchFlatten",
+           "activation", "hidden_layer", "orthogonal_init"]
 
 
 def activation(name: str) -> nn.Module:
@@ -181,3 +181,26 @@ class ConvDecoder(nn.Module):
         h = self.head_act(self.head(z.reshape(-1, z.shape[-1])))
         out = self.ups(h.view(-1, *self.start_shape))
         return out.view(*lead, *out.shape[1:])
+
+
+class BatchFlatten(nn.Module):
+    """A network of (B, D) -> (B, *S) run on (..., D): the leading dimensions are flattened into one
+    batch and restored on the output, (..., D) -> (..., *S).
+
+    latentlab wraps your own decoder in it, so that a decoder written for one batch of codes also
+    decodes the (k, B, D) samples of an importance-weighted bound. The network is ``.net``.
+
+    >>> import torch
+    >>> BatchFlatten(nn.Linear(3, 5))(torch.zeros(4, 2, 3)).shape
+    torch.Size([4, 2, 5])
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, z):
+        if z.dim() == 2:
+            return self.net(z)
+        out = self.net(z.reshape(-1, z.shape[-1]))
+        return out.reshape(*z.shape[:-1], *out.shape[1:])

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-__all__ = ["Objective", "AutogradStep", "make_step"]
+__all__ = ["Objective", "AutogradStep", "make_step", "scheduled_weights", "epoch_weights"]
 
 
 class AutogradStep:
@@ -45,6 +45,12 @@ class Objective:
     def __call__(self, module, batch, progress: float = 0.0):  # pragma: no cover
         raise NotImplementedError
 
+    def scheduled_weights(self, progress: float) -> dict[str, float]:
+        """The weights of the loss's terms that follow a schedule, at ``progress`` (in epochs):
+        e.g. ``{"kl_weight": 0.5}`` half-way through a KL warm-up. The trainer records their mean
+        over each epoch's steps in the history. None here."""
+        return {}
+
     def step(self, module: torch.nn.Module, forward: Callable, *, fast: bool):
         """The training step for ``module``. ``forward(batch, progress)`` runs this objective on the
         module (possibly wrapped); ``fast`` says whether a hand-derived step may replace autograd
@@ -59,3 +65,23 @@ def make_step(objective: Callable, module: torch.nn.Module, forward: Callable, *
     if isinstance(objective, Objective):
         return objective.step(module, forward, fast=fast)
     return AutogradStep(forward, module.parameters())
+
+
+def scheduled_weights(objective: Callable, progress: float) -> dict[str, float]:
+    """``objective.scheduled_weights(progress)`` for an :class:`Objective`; nothing for another callable."""
+    if isinstance(objective, Objective):
+        return objective.scheduled_weights(progress)
+    return {}
+
+
+def epoch_weights(objective: Callable, epoch: int, steps: int) -> dict[str, float]:
+    """The scheduled weights of epoch ``epoch`` (0-based): their mean over its ``steps`` steps, at
+    progress epoch + s / steps (what the history records, e.g. ``kl_weight`` during a warm-up)."""
+    sums: dict[str, float] = {}
+    for s in range(steps):
+        w = scheduled_weights(objective, epoch + s / steps)
+        if not w:
+            break
+        for k, v in w.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / steps for k, v in sums.items()}

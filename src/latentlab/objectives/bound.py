@@ -67,6 +67,10 @@ class ImportanceWeightedBound(Objective):
         check_int(self.k, "k")
         check_weighting(self.c, self.mc_samples, self.warmup_epochs)
 
+    def scheduled_weights(self, progress: float) -> dict[str, float]:
+        """``{"kl_weight": w}``: c times the warm-up ramp at ``progress`` (epochs)."""
+        return {"kl_weight": kl_weight(self.c, self.warmup_epochs, progress)}
+
     def __call__(self, module, batch, progress: float = 0.0):
         x = batch[0]
         cond = batch[1] if len(batch) > 1 else None

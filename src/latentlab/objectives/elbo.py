@@ -115,6 +115,10 @@ class ELBO(Objective):
         loss = rec_mean + w * kl_train
         return loss, {"loss": loss, "rec": rec_mean, "kl": kl_mean, "elbo": -(rec_mean + kl_mean)}
 
+    def scheduled_weights(self, progress: float) -> dict[str, float]:
+        """``{"kl_weight": w}``: c times the warm-up ramp at ``progress`` (epochs)."""
+        return {"kl_weight": kl_weight(self.c, self.warmup_epochs, progress)}
+
     def step(self, module, forward, *, fast: bool):
         """The fused step where it applies (``fast``, ``self.fast`` and a qualifying module, see
         :mod:`latentlab.objectives.fused`): loss and gradients in place, no autograd graph;

@@ -4,6 +4,10 @@ The loop knows nothing about autoencoders: it minimises ``objective(module, batc
 through the one training step the objective hands it (:mod:`latentlab.objectives.base`).
 It is written as small named steps (nanoGPT's habit): :meth:`_Loop.resume`, :meth:`_Loop.run_epoch`,
 :meth:`_Loop.end_epoch`, :meth:`_Loop.save`.
+Callbacks (:mod:`latentlab.training.callbacks`) are called from :meth:`_Loop.run` (start, end, a
+stop request after an epoch), :meth:`_Loop.run_epoch` (after a step, only when one wants steps) and
+the epoch's record hook :meth:`_Loop._epoch_record`, which also adds the objective's scheduled
+weights (``kl_weight``).
 
 Guarantees (tested in tests/test_trainer.py and tests/test_robustness.py):
 
@@ -30,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -39,8 +43,9 @@ from .._version import __version__
 from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
 from ..io import save_tensors
-from ..objectives.base import make_step
+from ..objectives.base import epoch_weights, make_step
 from . import distributed
+from .callbacks import CallbackList, FitInfo
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -79,6 +84,7 @@ class TrainResult:
     best_epoch: int | None = None
     stopped_early: bool = False
     resumed_from: int | None = None
+    stopped_by_callback: bool = False
 
 
 def _noise_seed(seed: int, epoch: int, rank: int, step: int = 0) -> int:
@@ -135,6 +141,7 @@ def train(
     meta: dict[str, Any] | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     desc: str = "train",
+    callbacks: Sequence[Any] | None = None,
 ) -> TrainResult:
     """Minimise ``objective`` over ``module``'s parameters.
 
@@ -149,6 +156,8 @@ def train(
     meta : JSON-serialisable description of the model, stored in the checkpoint so that it can be
         rebuilt (``latentlab fit --resume``).
     callback : called with each epoch's history record (which it may extend) before it is stored.
+    callbacks : :class:`latentlab.training.callbacks.Callback` objects, called at the start, at each
+        step and epoch, and at the end (rank 0 only); one may ask to stop. None or empty: no cost.
 
     Under torchrun (several processes) this is data-parallel training: the process group is
     started here (NCCL on CUDA, gloo on the CPU), every process takes its slice of each global
@@ -160,7 +169,8 @@ def train(
     Returns
     -------
     TrainResult, with one history record per epoch: ``train_<term>`` and ``val_<term>`` for each of
-    the objective's terms, ``lr``, ``time_s`` and ``samples_per_s``.
+    the objective's terms, ``lr``, ``time_s``, ``samples_per_s``, and the objective's scheduled
+    weights averaged over the epoch's steps (``kl_weight``: c times the warm-up ramp).
     """
     distributed.init_from_env(train_data.device.type)
     if checkpoint is not None:
@@ -172,7 +182,7 @@ def train(
         hint = "Give a checkpoint directory to be able to resume after such a failure."
     with distributed.peer_errors(hint):
         loop = _Loop(module, objective, train_data, val_data, config,
-                     checkpoint=checkpoint, meta=meta, callback=callback)
+                     checkpoint=checkpoint, meta=meta, callback=callback, callbacks=callbacks)
         if resume:
             loop.resume()
         return loop.run(desc)
@@ -181,12 +191,16 @@ def train(
 class _Loop:
     """One training run: its step, optimiser and state, and the named steps that move it on."""
 
-    def __init__(self, module, objective, train_data, val_data, config, *, checkpoint, meta, callback):
+    def __init__(self, module, objective, train_data, val_data, config, *, checkpoint, meta, callback, callbacks=None):
         dinfo = distributed.info()
         self.module, self.objective, self.config = module, objective, config
         self.train_data, self.val_data = train_data, val_data
-        self.meta, self.callback = meta, callback
+        self.meta, self.user_callback = meta, callback
         self.device = train_data.device
+        # Callbacks (training/callbacks.py): the epoch's record goes through _epoch_record; the step
+        # hook is None unless a callback wants steps, so the loop does no per-step work for them.
+        self.callbacks = CallbackList(callbacks, self.device)
+        self.callback, self.on_step = self._epoch_record, self.callbacks.step_hook
         self.rank, self.world = dinfo.rank, dinfo.world
         self.path = Path(checkpoint) if checkpoint is not None else None
         forward = _Step(module, objective)
@@ -320,18 +334,52 @@ class _Loop:
         cfg = self.config
         bar = _progress_bar(cfg, desc, total=cfg.epochs * self.steps_per_epoch,
                             initial=self.epoch * self.steps_per_epoch + self.step0, rank=self.rank)
+        self.callbacks.fit_start(self._fit_info())
+        status, error = "failed", None
         try:
             with _Interrupt() as interrupt:
                 while self.epoch < cfg.epochs and not self.finished:
                     t0 = time.perf_counter()
                     acc, count = self.run_epoch(interrupt, bar)
                     self.end_epoch(acc, count, time.perf_counter() - t0)
+                    self._stop_if_asked()
                 if interrupt.flag:  # a signal during the last epoch's end: its checkpoint is written
                     raise interrupt.exception()
+            status = "stopped" if self.result.stopped_by_callback else "finished"
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM (Terminated)
+            status, error = "interrupted", exc
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             bar.close()
+            self.callbacks.fit_end(status, error)
         self.finish()
         return self.result
+
+    # ------------------------------------------------------------------ callbacks
+    def _fit_info(self) -> FitInfo:
+        meta = self.meta or {}
+        return FitInfo(model=meta.get("class", ""), params=meta.get("params", {}), config=self.config,
+                       epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch, start_epoch=self.epoch,
+                       history=self.result.history, checkpoint=self.path)
+
+    def _epoch_record(self, record: dict[str, Any]) -> None:
+        """An epoch's record, before it is stored: the objective's scheduled weights (mean over the
+        epoch's steps), then the ``callback`` of :func:`train`, then the callbacks."""
+        record.update(epoch_weights(self.objective, self.epoch, self.steps_per_epoch))
+        if self.user_callback is not None:
+            self.user_callback(record)
+        self.callbacks.epoch_end(record)
+
+    def _stop_if_asked(self) -> None:
+        """After an epoch: a callback's stop request ends training (with a checkpoint to resume from)."""
+        if self.finished or not self.callbacks.should_stop():
+            return
+        self.finished = self.result.stopped_by_callback = True
+        if self.epoch % self.config.checkpoint_every != 0 and self.epoch != self.config.epochs:
+            self.save(self.epoch, 0, None, 0, mid_epoch=False)  # end_epoch saved only on its schedule
 
     def _seed_epoch(self) -> None:
         """The epoch's noise: a function of (seed, epoch, rank, step), or the saved mid-epoch state."""
@@ -382,6 +430,8 @@ class _Loop:
                 if self.world == 1:
                     self.save(self.epoch, step + 1, acc.tolist(), count, mid_epoch=True)
                 raise interrupt.exception()
+            if self.on_step is not None and self.on_step(self.epoch * self.steps_per_epoch + step + 1, loss):
+                break  # a callback asked to stop: this epoch ends here
         self.step0 = 0
         return acc, count
 
