@@ -239,7 +239,7 @@ def test_an_mlflow_file_store_holds_the_settings_and_every_record(X, tmp_path, m
     client, runs = _mlflow_runs(tmp_path / "mlruns", monkeypatch)
     (run,) = runs
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny"
-    assert run.data.params["latent_dim"] == "2" and run.data.params["train.lr"] == "0.001"
+    assert run.data.params["latent_dim"] == "2" and run.data.params["train.lr"] == str(m.lr)
     assert run.data.params["hidden"] == "[16]" and run.data.tags["latentlab.model"] == "VAE"
     for key in ("train_loss", "val_elbo", "kl_weight", "lr", "samples_per_s"):
         hist = sorted((h.step, h.value) for h in client.get_metric_history(run.info.run_id, key))

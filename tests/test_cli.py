@@ -41,7 +41,8 @@ def ok(r):
 def vae_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("runs") / "vae"
     r = ok(run_cli("fit", "vae", "--data", "digits", "--latent-dim", "2", *TINY, "--out", d, "--json"))
-    assert r.stderr == ""  # no progress bar when stderr is not a terminal
+    # No progress bar when stderr is not a terminal: at most one-line warnings (a 1-epoch budget does not converge).
+    assert all(line.startswith("latentlab: warning: ") for line in r.stderr.splitlines()), r.stderr
     return d, json.loads(r.stdout)
 
 

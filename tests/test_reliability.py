@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 import latentlab
+from latentlab.runs import check_output_path
 from latentlab import PCA, Autoencoder, api, cli
 from latentlab.datasets import load, load_images, load_table
 from latentlab.datasets.labels import load_dataset, read_labels
@@ -309,9 +310,9 @@ CASES = [
     Case("resume-closed-form", lambda d: api.resume(d / "pca"), CheckpointError, r"no checkpoint.safetensors to resume from",
          ["fit", "--resume", "{d}/pca"]),
     # ---- outputs over inputs, folders that are not run folders
-    Case("encode-over-the-data", lambda d: api.check_output_path(d / "grey.npy", api.open_run(d / "pca")), ConfigError,
+    Case("encode-over-the-data", lambda d: check_output_path(d / "grey.npy", api.open_run(d / "pca")), ConfigError,
          r"--out .*grey.npy would overwrite the data", ["encode", "{d}/pca", "--out", "{d}/grey.npy"]),
-    Case("encode-into-the-data-folder", lambda d: api.check_output_path(d / "shards" / "z.npy", api.open_run(d / "pca_shards")),
+    Case("encode-into-the-data-folder", lambda d: check_output_path(d / "shards" / "z.npy", api.open_run(d / "pca_shards")),
          ConfigError, r"would overwrite the data", ["encode", "{d}/pca_shards", "--out", "{d}/shards/z.npy"]),
     Case("sample-over-the-data", None, ConfigError, r"would overwrite the data", ["sample", "{d}/pca", "-n", "3", "--out", "{d}/grey.npy"]),
     Case("output-is-a-folder", lambda d: write_array(d / "shards", GREY), ConfigError, r"shards: unknown output type",
@@ -407,7 +408,7 @@ def _diverge(d, out, monkeypatch=None):  # SGD with momentum at lr 0.1 on unscal
 def _fail_after_training(d, out, monkeypatch):
     def boom(*a, **k):
         raise DataError("measured nothing (a failure after training)")
-    monkeypatch.setattr(api, "measure", boom)
+    monkeypatch.setattr("latentlab.fitting.measure", boom)
     return cli.main(["fit", "ae", "--data", str(d / "div.npy"), "--epochs", "2", "--hidden", "4", "--out", str(out)])
 
 

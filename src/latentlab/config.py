@@ -24,7 +24,9 @@ class TrainConfig:
     Parameters
     ----------
     epochs : int
-        Upper bound on passes over the training data.
+        The budget: at most this many passes over the training data. Training stops earlier when
+        it has converged (see ``patience`` and ``tol``); when the budget runs out first, the
+        estimator warns with scikit-learn's ``ConvergenceWarning``.
     batch_size : int
         Examples per gradient step (per process under torchrun).
     lr : float
@@ -37,8 +39,14 @@ class TrainConfig:
         "cosine" anneals to 0 over ``epochs``; "plateau" halves the rate when the validation loss
         has not improved for ``max(1, patience // 2)`` epochs.
     patience : int or None
-        Stop when the validation loss has not improved for this many epochs; the best weights are
-        restored. None trains for all ``epochs``.
+        The stopping rule's window (scikit-learn's ``n_iter_no_change``): training has converged
+        when the best monitored loss of the last ``patience`` epochs improves on the best before
+        them by less than ``tol`` (relative). The monitored loss is the validation loss when
+        there is a validation split (the best epoch's weights are then restored), else the
+        training loss. None trains for all ``epochs``, with no stopping rule and no warning.
+    tol : float
+        Relative improvement of the monitored loss over ``patience`` epochs below which training
+        has converged (0: any improvement counts).
     grad_clip : float or None
         Clip the global gradient norm to this value before each step (e.g. 1.0); a remedy when
         training diverges. None (default): no clipping.
@@ -55,23 +63,24 @@ class TrainConfig:
     ema : float or None
         Keep an exponential moving average of the weights with this decay (e.g. 0.999; Polyak
         averaging): validation, early stopping and the returned model use the averaged weights,
-        which often generalise better than the last iterate. None (default) turns it off.
+        which often generalise better than the last iterate (default 0.999; None turns it off).
     """
 
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 1e-3
+    epochs: int = 1000
+    batch_size: int = 64
+    lr: float = 2e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0
     lr_schedule: str = "constant"
     patience: int | None = 10
+    tol: float = 1e-5
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
     compile: bool = False
     progress: bool | None = None
     checkpoint_every: int = 1
-    ema: float | None = None
+    ema: float | None = 0.999
 
     def __post_init__(self):
         check_int(self.epochs, "epochs")
@@ -81,6 +90,7 @@ class TrainConfig:
         check_float(self.weight_decay, "weight_decay", low=0.0, low_inclusive=True)
         check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
         check_int(self.patience, "patience", allow_none=True)
+        check_float(self.tol, "tol", low=0.0, low_inclusive=True)
         check_float(self.grad_clip, "grad_clip", allow_none=True)
         check_seed(self.seed)
         check_int(self.checkpoint_every, "checkpoint_every")

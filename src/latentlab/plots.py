@@ -37,6 +37,8 @@ __all__ = [
     "latent_scatter",
     "manifold",
     "explained_variance",
+    "rate_distortion",
+    "sweep_curves",
 ]
 
 _SKIP_KEYS = {"epoch", "lr", "time_s", "samples_per_s"}
@@ -438,4 +440,63 @@ def explained_variance(pca, X=None) -> Figure:
     ax.axvline(k + 0.5, color="k", lw=0.8, ls=":")
     ax.set_xlabel(f"component (kept: {k}, {np.sum(ratio[:k]):.0%} of the variance)")
     ax.set_ylabel("explained variance ratio")
+    return fig
+
+
+def rate_distortion(points: Sequence[tuple[str, float, float]], *, title: str | None = None) -> Figure:
+    """The rate-distortion plane (Alemi et al., 2018): each point (label, R, D) with rate
+    R = KL(q(z|x) || p(z)) and distortion D = -E_q log p(x|z), nats per test example, and the
+    lines of equal ELBO = -(R + D) (slope -1) through them."""
+    fig = _figure(4.8, 4.0)
+    ax = fig.add_subplot()
+    R = np.array([p[1] for p in points], dtype=float)
+    D = np.array([p[2] for p in points], dtype=float)  # a density's distortion can be negative (continuous data)
+    span = max(float(np.ptp(R)), float(np.ptp(D)), 1e-3)
+    x0, x1 = 0.0, float(R.max()) + 0.15 * span
+    y0, y1 = float(D.min()) - 0.15 * span, float(D.max()) + 0.15 * span
+    xs = np.array([x0, x1])
+    for total in sorted(set(np.round(R + D, 2))):
+        ax.plot(xs, total - xs, ls=":", lw=0.8, c="0.6")
+        ax.annotate(f"-ELBO {total:g}", (x0 + 0.01 * (x1 - x0), total - x0), fontsize=6, color="0.45",
+                    annotation_clip=True)
+    ax.plot(R, D, "-", c="C0", lw=0.8, alpha=0.5)
+    for i, (label, r, d) in enumerate(points):
+        ax.scatter([r], [d], s=28, color=f"C{i % 10}", zorder=3, label=label)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel("rate R = KL(q(z|x) || p(z)), nats")
+    ax.set_ylabel("distortion D = -E_q log p(x|z), nats")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def sweep_curves(values: Sequence, metrics: dict[str, Sequence[float | None]], *, name: str) -> Figure:
+    """Each metric (panel) against the swept setting ``name`` (x: ``values``, log scale when they
+    are positive numbers spanning a factor of 10 or more)."""
+    keys = [k for k, v in metrics.items() if any(x is not None for x in v)]
+    n = max(1, len(keys))
+    ncols = min(n, 2)
+    nrows = -(-n // ncols)
+    fig = _figure(3.3 * ncols, 2.5 * nrows)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    x = np.asarray(values, dtype=float) if numeric else np.arange(len(values))
+    for ax, k in zip(axes, keys):
+        y = np.array([np.nan if v is None else float(v) for v in metrics[k]])
+        ax.plot(x, y, "o-", ms=4)
+        ax.set_title(k, fontsize=9)
+        ax.grid(alpha=0.3)
+        if numeric and np.all(x > 0) and x.max() / x.min() >= 10:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        if numeric:
+            ax.set_xticks(x, [f"{v:g}" for v in values], fontsize=7)
+        else:
+            ax.set_xticks(x, [str(v) for v in values], fontsize=7)
+        ax.set_xlabel(name)
     return fig

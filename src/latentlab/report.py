@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from . import plots
 from ._version import __version__
 from .io import atomic_write_text
-from .runs import condition_source, model_input
+from .runs import condition_source, label_runs, model_input
 
 __all__ = ["write_report", "render_html", "run_figures", "example_rows", "format_value", "METRIC_NOTES", "HIDDEN_METRICS", "GROUPS"]
 
@@ -53,6 +53,9 @@ METRIC_NOTES: dict[str, str] = {
     "fd_prior": "Frechet distance, decodes of z ~ prior vs the test set (lower: more realistic)",
     "fd_standard_normal": "Frechet distance, decodes of z ~ N(0, I) vs the test set (lower: more realistic)",
     "fd_fitted_gaussian": "Frechet distance, decodes of z ~ a Gaussian fitted to the training codes",
+    "fd_gmm": "Frechet distance, decodes of z ~ a Gaussian mixture fitted to the training codes (sampler='gmm')",
+    "confidence_gmm": "classifier's mean top probability on decodes of the Gaussian mixture",
+    "gmm_components": "components of that mixture, chosen by BIC",
     "confidence_real": "classifier's mean top probability on training examples",
     "confidence_reconstruction": "classifier's mean top probability on test reconstructions",
     "confidence_prior": "classifier's mean top probability on decodes of z ~ prior",
@@ -86,8 +89,8 @@ GROUPS: list[tuple[str, list[str]]] = [
     ("Density", ["elbo", "elbo_se", "rec", "kl", "log_likelihood", "log_likelihood_se", "log_likelihood_method", "k",
                  "bits_per_dim", "active_units", "kl_per_dim"]),
     ("Decoded random latent points (generation)", [
-        "fd_prior", "fd_standard_normal", "fd_fitted_gaussian", "confidence_prior", "confidence_standard_normal",
-        "confidence_fitted_gaussian", "fd_reconstruction", "confidence_reconstruction", "fd_real", "confidence_real",
+        "fd_prior", "fd_standard_normal", "fd_fitted_gaussian", "fd_gmm", "confidence_prior", "confidence_standard_normal",
+        "confidence_fitted_gaussian", "confidence_gmm", "gmm_components", "fd_reconstruction", "confidence_reconstruction", "fd_real", "confidence_real",
         "feature_space"]),
     ("Continuity", ["continuity_max_step", "continuity_max_step_p90", "continuity_path_ratio", "continuity_midpoint_confidence"]),
     ("Completeness", ["completeness_mmd2", "completeness_gauss_kl", "completeness_mmd2_fitted"]),
@@ -216,8 +219,6 @@ def _names(run):
 
 
 FIGURES: list[tuple[str, str, str, Callable]] = [
-    ("training", "Training curves", "Each loss term per epoch, training (solid) and validation (dashed), in nats "
-     "per example. For PCA, which has a closed form, the explained-variance spectrum instead.", _train_fig),
     ("reconstructions", "Reconstructions", "Held-out examples (top row) above their reconstructions "
      "(bottom row).", _rec_fig),
     ("samples", "Decoded random latent points", "For the VAE, z drawn from its prior (N(0, I); the VampPrior's "
@@ -235,6 +236,8 @@ FIGURES: list[tuple[str, str, str, Callable]] = [
     ("manifold", "Decoded manifold", "Decoded points over a grid of the prior's quantiles "
      "(scipy.stats.norm.ppf), or of a Gaussian fitted to prior draws or to the codes, as for the traversals.",
      _manifold_fig),
+    ("training", "Training curves", "Each loss term per epoch, training (solid) and validation (dashed), in nats "
+     "per example. For PCA, which has a closed form, the explained-variance spectrum instead.", _train_fig),
 ]
 
 
@@ -296,8 +299,10 @@ def _metric_groups(runs) -> list[tuple[str, list[str]]]:
     return out
 
 
-def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, title: str, subtitle: str = "") -> str:
-    """The report page for ``runs`` with their ``figures`` (as from :func:`run_figures`)."""
+def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, title: str, subtitle: str = "",
+                lead: Sequence[str] = ()) -> str:
+    """The report page for ``runs`` with their ``figures`` (as from :func:`run_figures`); ``lead``:
+    HTML sections placed before the metrics (the argument, a sweep's planes)."""
     esc = html.escape
     n = len(runs)
     parts = [
@@ -307,6 +312,7 @@ def render_html(runs: Sequence, figures: Sequence[dict[str, Figure | None]], *, 
         '<link rel="icon" href="data:,">',
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><main>",
+        *lead,
     ]
     groups = _metric_groups(runs)
     if groups:
@@ -347,10 +353,61 @@ def _auto_note(key: str) -> str:
     return key.replace("_", " ")
 
 
-def write_report(out_dir, runs: Sequence, *, title: str = "latentlab report", comparison: bool = False) -> Path:
-    """Write ``out_dir/index.html`` for one run or several side by side; return its path."""
+def _story_html(claims) -> str:
+    """The argument, a step a paragraph: the claim, the measured sentence, and a verdict mark."""
+    esc = html.escape
+    mark = {True: ("holds", "#1f7a3a"), False: ("does not hold here", "#a4262c"), None: ("", "#4a5263")}
+    items = []
+    for c in claims:
+        word, colour = mark[c.holds]
+        verdict = f' <span style="color:{colour};font-weight:600">({word})</span>' if word else ""
+        items.append(f'<div class="card"><h3>{esc(c.title)}{verdict}</h3><p class="note">{esc(c.sentence)}</p></div>')
+    return ('<section id="argument"><h2>The argument, measured</h2><p class="note">Each step of the argument from '
+            "PCA to the VAE, with the numbers of the runs below (latentlab.story).</p>"
+            f'<div class="grid">{"".join(items)}</div></section>')
+
+
+def _sweep_html(runs, swept) -> str:
+    """The rate-distortion plane and each metric against the swept setting."""
+    esc = html.escape
+    pts = [(r.name, r.metrics.get("kl"), r.metrics.get("rec")) for r in runs]
+    blocks = []
+    if all(p[1] is not None and p[2] is not None for p in pts):
+        fig = plots.rate_distortion(pts)
+        blocks.append('<div class="card"><h3>Rate-distortion plane</h3><img alt="rate-distortion plane" '
+                      f'src="data:image/png;base64,{_png(fig)}"></div>')
+    if len(swept) == 1:
+        name = swept[0]
+        values = [r.info.get("sweep", {}).get(name) for r in runs]
+        keys = ("log_likelihood", "active_units", "fd_prior", "fd_gmm", "completeness_mmd2", "reconstruction_mse")
+        fig = plots.sweep_curves(values, {k: [r.metrics.get(k) for r in runs] for k in keys}, name=name)
+        blocks.append(f'<div class="card"><h3>Against {esc(name)}</h3><img alt="metrics against {esc(name)}" '
+                      f'src="data:image/png;base64,{_png(fig)}"></div>')
+    return ('<section id="sweep"><h2>The sweep</h2><p class="note">Rate R = KL(q(z|x) || p(z)) and distortion '
+            "D = -E_q log p(x|z), nats per test example (Alemi et al., 2018); dotted lines join points of equal "
+            f'ELBO = -(R + D).</p><div class="grid" style="grid-template-columns: repeat(2, minmax(0, 1fr));">'
+            f'{"".join(blocks)}</div></section>')
+
+
+def write_report(out_dir, runs: Sequence, *, title: str = "latentlab report", comparison: bool = False,
+                 swept: Sequence[str] | None = None) -> Path:
+    """Write ``out_dir/index.html`` for one run or several side by side; return its path. Several
+    runs are named by what tells them apart (:func:`latentlab.runs.label_runs`); ``compare``'s
+    runs open with the argument measured step by step, a sweep's (``swept``: the settings swept)
+    with its rate-distortion plane."""
+    from . import story
+
     out_dir = Path(out_dir)
+    names = [r.info.get("label") for r in runs]
+    if len(runs) > 1 and (None in names or len(set(names)) < len(names)):
+        label_runs(runs)
     figures = [run_figures(r) for r in runs]
+    lead = []
+    claims = story.comparison_claims(runs) + (story.sweep_claims(runs, swept) if swept else [])
+    if claims:
+        lead.append(_story_html(claims))
+    if swept:
+        lead.append(_sweep_html(runs, swept))
     r0 = runs[0]
     data = r0.config.data if r0.config else "?"
     sizes = []
@@ -363,7 +420,7 @@ def write_report(out_dir, runs: Sequence, *, title: str = "latentlab report", co
     conds = sorted({condition_source(r.config) for r in runs if r.model.conditional})
     if conds:
         subtitle += f" · condition: {', '.join(conds)}"
-    page = render_html(runs, figures, title=title, subtitle=subtitle)
+    page = render_html(runs, figures, title=title, subtitle=subtitle, lead=lead)
     path = out_dir / "index.html"
     atomic_write_text(path, page)
     return path

@@ -67,6 +67,8 @@ __all__ = [
     "check_label_options",
     "conditional_models",
     "accepts",
+    "label_runs",
+    "settings_label",
     "check_data",
     "check_conditions",
     "check_fingerprint",
@@ -194,6 +196,43 @@ class Run:
         return self.info.get("label") or (self.config.model if self.config else type(self.model).__name__)
 
 
+def settings_label(model: str, settings: Mapping[str, Any]) -> str:
+    """``"vae c=0.3 hidden=64,32"``: a model name and settings, as the command line writes them."""
+    def show(v):
+        if isinstance(v, (list, tuple)):
+            return ",".join(map(str, v)) or "()"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    return " ".join([model, *(f"{k}={show(v)}" for k, v in settings.items())])
+
+
+def label_runs(runs: Sequence["Run"]) -> None:
+    """Name several runs by what tells them apart, for a page that shows them side by side: the
+    settings that differ between them ("vae c=0.3"), after their role where they have one
+    ("linear AE", from ``compare``) unless the role alone already tells them apart."""
+    if len(runs) < 2:
+        return
+    configs = [r.config.to_dict() if r.config else {} for r in runs]
+    keys = sorted({k for c in configs for k in c.get("params", {})})
+    differ = [k for k in keys if len({json.dumps(c.get("params", {}).get(k), sort_keys=True, default=str) for c in configs}) > 1]
+    models = {c.get("model") for c in configs}
+    roles = [r.info.get("role") for r in runs]
+    unique_roles = None not in roles and len(set(roles)) == len(roles)
+    for r, c, role in zip(runs, configs, roles):
+        shown = {k: c["params"][k] for k in differ if k in c.get("params", {})}
+        name = settings_label(c.get("model") or type(r.model).__name__, shown) if shown or len(models) > 1 else None
+        if unique_roles:
+            r.info["label"] = role
+        elif role and name:
+            r.info["label"] = f"{role} ({name})"
+        else:
+            r.info["label"] = role or name or c.get("model") or type(r.model).__name__
+    names = [r.info["label"] for r in runs]
+    for i, r in enumerate(runs):  # still the same name: number them
+        if names.count(names[i]) > 1:
+            r.info["label"] = f"{names[i]} #{names[:i + 1].count(names[i])}"
+
+
 # ---------------------------------------------------------------------------------------- conditions
 def check_label_options(labels=None, label_column=None) -> None:
     """A clear error for labels given as something else than a path or a column name, or twice."""
@@ -296,6 +335,8 @@ def write_run_json(run: Run, command, status: str) -> None:
         "command": list(command) if command is not None else None,
         "metrics": jsonable(run.metrics),
         "label": run.info.get("label"),
+        "role": run.info.get("role"),
+        "sweep": run.info.get("sweep"),
     }
     old = run.path / RUN_FILE
     if old.is_file():

@@ -84,6 +84,22 @@ def _unrecognized(args, extra: list[str], parser: argparse.ArgumentParser | None
     return f"{prog}: unrecognized argument(s) {' '.join(extra)}{hint}; see '{prog} --help'."
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(tag: str):
+    """Warnings (a ConvergenceWarning, ...) as one line each on stderr: ``latentlab: warning: ...``."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if tag:  # every torchrun process sees the same warning: rank 0 says it
+            return
+        print(f"latentlab: warning: {_one_line(message) if isinstance(message, Warning) else message}",
+              file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -175,7 +191,7 @@ def _main(argv: Sequence[str] | None = None, tag: str = "") -> int:
             from ..models.own import trusted_code
 
             trust = trusted_code()
-        with trust:
+        with trust, _warnings_as_lines(tag):
             return int(args.handler(args, ["latentlab", *argv]) or 0)
     except KeyboardInterrupt as exc:
         return _interrupted(exc, tag)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from .options import UsageError, given_params
 
 __all__ = ["cmd_fit", "cmd_evaluate", "cmd_encode", "cmd_reconstruct", "cmd_sample", "cmd_interpolate", "cmd_export",
-           "cmd_explore", "cmd_compare", "cmd_report", "cmd_demo"]
+           "cmd_explore", "cmd_compare", "cmd_sweep", "cmd_report", "cmd_demo"]
 
 
 def _fmt(v: Any) -> str:
@@ -179,7 +179,9 @@ def cmd_evaluate(args, argv) -> int:
     from .. import api
 
     run = _open(args)
-    split = api.default_split(run, args.split, args.data)
+    from ..runs import default_split
+
+    split = default_split(run, args.split, args.data)
     metrics = api.evaluate(run, args.data, split=split, k=args.k, seed=args.seed)
 
     def human():
@@ -234,7 +236,8 @@ def cmd_sample(args, argv) -> int:
     from ..runs import check_output_path
 
     check_output_path(args.out, run)
-    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True, draw=args.draw)
+    S, y = api.sample(args.run_dir, args.n, seed=args.seed, label=args.label, return_labels=True, sampler=args.sampler,
+                      draw=args.draw)
     shape = _image_shape(run)
     if y is not None and y.ndim == 1 and args.out.lower().endswith(".png") and shape is not None:
         from .. import plots
@@ -243,7 +246,7 @@ def cmd_sample(args, argv) -> int:
     else:
         write_array(args.out, S, image_shape=shape, columns=(run.info.get("data") or {}).get("feature_names"))
     # A model that is no density (no prior, no likelihood): its samples decode z ~ N(0, I).
-    no_prior = not run.model.capabilities & {"prior", "exact_likelihood"}
+    no_prior = not run.model.capabilities & {"prior", "exact_likelihood"} and args.sampler == "prior"
     if no_prior and not getattr(args, "json", False):
         print(f"note: an {type(run.model).__name__} has no prior: these decode z ~ N(0, I), which it was never "
               "trained to map to data.", file=sys.stderr)
@@ -321,6 +324,8 @@ _COLUMNS = [
      ("fd_prior", "fd_standard_normal")),
     ("FD fitted", "the same with z from a Gaussian fitted to the training codes (for PCA: its latent Gaussian)",
      ("fd_fitted_gaussian",)),
+    ("FD GMM", "the same with z from a Gaussian mixture fitted to the training codes (sampler='gmm', components by BIC)",
+     ("fd_gmm",)),
     ("confidence", "that classifier's mean top probability on those N(0, I) decodes (higher: more recognisable)",
      ("confidence_prior", "confidence_standard_normal")),
     ("ELBO", "evidence lower bound per test example, nats", ("elbo",)),
@@ -398,10 +403,36 @@ def cmd_compare(args, argv) -> int:
     return 0
 
 
+def cmd_sweep(args, argv) -> int:
+    from .. import api
+
+    lists = given_params(args)
+    grid = {k: v for k, v in lists.items() if len(v) > 1}
+    params = {k: v[0] for k, v in lists.items() if len(v) == 1}
+    if not grid:
+        raise UsageError(f"latentlab sweep {args.model}: give at least one option a list of two or more values "
+                         "(e.g. --c 0.1,1,10); see 'latentlab sweep --help'.")
+    sw = api.sweep(args.model, args.data or "digits", grid, args.out, params=params, test_fraction=args.test_fraction,
+                   split_seed=args.split_seed, eval_k=args.eval_k, jobs=args.jobs, labels=getattr(args, "labels", None),
+                   label_column=getattr(args, "label_column", None), command=argv)
+
+    def human():
+        keys = ("kl", "rec", "log_likelihood", "active_units", "fd_prior", "fd_gmm")
+        width = max(len(n) for n in sw.table) + 2
+        print("".ljust(width) + "".join(k.rjust(16) for k in keys))
+        for name, m in sw.table.items():
+            print(name.ljust(width) + "".join((_fmt(m[k]) if m.get(k) is not None else "").rjust(16) for k in keys))
+        print("  kl: the rate, KL(q(z|x) || p(z)); rec: the distortion, -E_q log p(x|z) (nats per test example)")
+        print(f"report: {sw.report}")
+
+    _emit(args, {"out": str(sw.path), "report": str(sw.report), "metrics": sw.table}, human)
+    return 0
+
+
 def cmd_report(args, argv) -> int:
     from .. import api
 
-    path = api.report(args.path)
+    path = api.report(*args.path, out=args.out)
     _emit(args, {"report": str(path)}, lambda: print(path))
     return 0
 
@@ -410,13 +441,14 @@ def cmd_demo(args, argv) -> int:
     import time
 
     from .. import api
+    from ..studies import DEMO_LATENT_DIM
 
     t0 = time.perf_counter()
     comp = api.demo(args.out, params={"epochs": args.epochs} if args.epochs is not None else None, command=argv)
     elapsed = time.perf_counter() - t0
 
     def human():
-        print(f"PCA, a linear AE, a deep AE and a VAE on the embedded digits (latent size {api.DEMO_LATENT_DIM}), "
+        print(f"PCA, a linear AE, a deep AE and a VAE on the embedded digits (latent size {DEMO_LATENT_DIM}), "
               f"measured on {comp.runs[0].metrics.get('n_test')} held-out digits:")
         _print_comparison(comp)
         print(f"finished in {elapsed:.0f} s")

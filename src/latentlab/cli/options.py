@@ -8,7 +8,7 @@ import inspect
 import re
 from typing import Any, Callable
 
-__all__ = ["UsageError", "Parser", "add_model_options", "given_params", "NOT_OPTIONS"]
+__all__ = ["UsageError", "Parser", "add_model_options", "given_params", "as_list", "NOT_OPTIONS"]
 
 NOT_OPTIONS = {"latent_dim", "checkpoint_dir", "verbose"}
 #: Option placeholders where the parameter's name says too little: a network of your own is a spec's text.
@@ -47,6 +47,15 @@ def _sizes(s: str) -> tuple[int, ...]:
         return tuple(int(p) for p in s.replace(" ", ",").split(",") if p)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected layer sizes such as 256,128 (or 'none' for linear), got {s!r}") from None
+
+
+def _bool(s: str) -> bool:
+    t = s.strip().lower()
+    if t in ("true", "yes", "1", "on"):
+        return True
+    if t in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
 def _auto(s: str):
@@ -133,9 +142,25 @@ def _show_default(v: Any) -> str:
     return str(v)
 
 
+def as_list(conv: Callable[[str], Any]) -> Callable[[str], list]:
+    """A converter of a list of values: comma-separated, or ';'-separated for layer sizes (whose
+    own values are comma-separated: "--hidden '64;128,64'" is two settings)."""
+    sep = ";" if conv is _sizes else ","
+
+    def parse(s: str) -> list:
+        items = [t for t in s.split(sep) if t.strip() or conv is _sizes]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected one or more values separated by {sep!r}, got {s!r}")
+        return [conv(t) for t in items]
+
+    parse.__name__ = f"list of {getattr(conv, '__name__', 'values')}"
+    return parse
+
+
 def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type], title: str,
-                      exclude: tuple[str, ...] = ()) -> list[str]:
+                      exclude: tuple[str, ...] = (), *, lists: bool = False) -> list[str]:
     """Add one option per constructor parameter of ``classes`` (their union); returns the names.
+    With ``lists``, each option takes a list of values (:func:`as_list`; for ``latentlab sweep``).
 
     Defaults are left to the estimators (argparse.SUPPRESS): only options given on the command
     line reach the constructor, so defaults are defined once, in the signatures.
@@ -160,11 +185,13 @@ def add_model_options(parser: argparse.ArgumentParser, classes: dict[str, type],
         text += f" (default: {_show_default(p.default)})"
         text = text.replace("%", "%%")
         dest = "param_" + name
-        if isinstance(p.default, bool):
+        if isinstance(p.default, bool) and not lists:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         else:
-            conv = _converter(p.default, p.annotation)
+            conv = _bool if isinstance(p.default, bool) else _converter(p.default, p.annotation)
             meta = "SIZES" if conv is _sizes else _METAVARS.get(name, name.upper())
+            if lists:
+                conv, meta = as_list(conv), ("S1;S2" if conv is _sizes else f"{meta}[,{meta}...]")
             group.add_argument(flag, dest=dest, type=conv, default=argparse.SUPPRESS, metavar=meta, help=text)
     return list(params)
 

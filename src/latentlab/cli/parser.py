@@ -6,7 +6,7 @@ import argparse
 import inspect
 
 from . import commands
-from .options import Parser, add_model_options
+from .options import Parser, add_model_options, as_list
 
 __all__ = ["build_parser", "COMMAND_HELP"]
 
@@ -109,6 +109,7 @@ COMMAND_HELP = {
     "export": "write the encoder and the decoder as ONNX or TorchScript",
     "explore": "write explore.html: move a point through the latent space",
     "compare": "PCA, linear AE, deep AE and VAE side by side",
+    "sweep": "one model over a grid of settings, one run each",
     "report": "write the HTML report of a run or a comparison",
     "demo": "the main job: four models on the digits, compared",
 }
@@ -283,6 +284,9 @@ def _add_use_commands(sub, common) -> None:
                    help="conditional models: the class(es) to sample, shared equally, e.g. --label 3 or --label 3,5 "
                    "(default: an equal share of every class; a .png shows one row per class); for side inputs, the m "
                    "values of one, v1,...,vm")
+    p.add_argument("--sampler", choices=("prior", "gmm", "gaussian"), default="prior",
+                   help="where the latent points come from: the model's prior (default; N(0, I) for an autoencoder), "
+                   "a Gaussian mixture fitted to the training codes (components by BIC), or one Gaussian fitted to them")
     p = use_cmd("interpolate", "Decode the straight line between the "
                 "codes of rows I and J of the data.", "latentlab interpolate runs/vae --data digits --from 0 --to 7 --steps 10 --out line.png",
                 commands.cmd_interpolate)
@@ -383,6 +387,37 @@ def _add_compare(sub, common) -> None:
     cp.set_defaults(handler=commands.cmd_compare)
 
 
+
+def _add_sweep(sub, common) -> None:
+    """latentlab sweep MODEL: the model's options take lists of values; several lists make a grid."""
+    from ..models import MODELS
+    from ..runs import conditional_models
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    sw = sub.add_parser("sweep", parents=[common], help=COMMAND_HELP["sweep"], formatter_class=fmt,
+                        description="Fit one model over a grid of settings on the same data and split: every option "
+                        "takes a comma list (layer sizes: a ';' list, e.g. --hidden '64;128,64'), several lists make a grid. "
+                        "Each point is an ordinary run directory in DIR (resumable, evaluable, reportable alone); "
+                        "DIR/index.html shows the rate-distortion plane and each metric against the swept value.",
+                        epilog="examples:\n  latentlab sweep vae --data digits --latent-dim 8 --c 0.1,0.3,1,3,10 --out runs/c --jobs 2\n"
+                        "  latentlab sweep vae --data digits --c 0.3,3 --latent-dim 2,8 --out runs/grid")
+    models = sw.add_subparsers(dest="model", metavar="MODEL", parser_class=Parser)
+    for name, cls in MODELS.items():
+        summary = (inspect.getdoc(cls) or name).splitlines()[0]
+        mp = models.add_parser(name, parents=[common], help=summary, description=f"sweep {name}: {summary}",
+                               formatter_class=fmt)
+        _data_option(mp)
+        mp.add_argument("--latent-dim", dest="param_latent_dim", type=as_list(int), default=argparse.SUPPRESS,
+                        metavar="K[,K...]", help="latent size(s)")
+        mp.add_argument("--out", metavar="DIR", required=True, help="folder for the points and the report")
+        mp.add_argument("--jobs", type=int, default=1, help="points trained at once, as local processes (default: 1)")
+        _split_options(mp)
+        if name in conditional_models():
+            _condition_options(mp, fit=True)
+        add_model_options(mp, {name: cls}, f"{name} options (each a list of values)", lists=True)
+    sw.set_defaults(handler=commands.cmd_sweep)
+
+
 def _add_report_and_demo(sub, common) -> None:
     from .. import api
 
@@ -390,7 +425,10 @@ def _add_report_and_demo(sub, common) -> None:
     rp = sub.add_parser("report", parents=[common], help=COMMAND_HELP["report"], formatter_class=fmt,
                         description="Write index.html (self-contained: figures embedded) for a run directory, or for a folder "
                         "of runs side by side, and print its path.", epilog="example:\n  latentlab report runs/vae")
-    rp.add_argument("path", metavar="RUN_DIR_OR_DIR")
+    rp.add_argument("path", metavar="RUN_DIR_OR_DIR", nargs="+",
+                    help="a run directory, a folder of them (compare, sweep), or several run directories side by side")
+    rp.add_argument("--out", metavar="DIR", default=None,
+                    help="where to write index.html (required for several runs; default: the run directory or folder)")
     rp.set_defaults(handler=commands.cmd_report)
 
     dm = sub.add_parser("demo", parents=[common], help=COMMAND_HELP["demo"], formatter_class=fmt,
@@ -400,7 +438,7 @@ def _add_report_and_demo(sub, common) -> None:
     dm.add_argument("--out", default=inspect.signature(api.demo).parameters["out"].default, metavar="DIR",
                     help="folder for the runs and the report (default: %(default)s)")
     dm.add_argument("--epochs", type=int, default=None, metavar="N",
-                    help=f"at most N epochs for the networks, for a quicker look (default: {api.DEMO_PARAMS['epochs']}, with early stopping)")
+                    help="at most N epochs for the networks, for a quicker look (default: the estimators' budget; they stop when converged)")
     dm.set_defaults(handler=commands.cmd_demo)
 
 
@@ -412,5 +450,6 @@ _BUILDERS = [
     (_add_export, ("export",)),
     (_add_explore, ("explore",)),
     (_add_compare, ("compare",)),
+    (_add_sweep, ("sweep",)),
     (_add_report_and_demo, ("report", "demo")),
 ]

@@ -141,7 +141,9 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     probability on them (higher: more recognisable). Sources: ``prior`` for a VAE (z ~ p(z),
     through ``model.sample``); ``standard_normal`` (z ~ N(0, I)) for an autoencoder or PCA, which
     have no prior; and for every model ``fitted_gaussian`` (z ~ N(m, S), the mean and covariance
-    of the training codes ``model.transform(X_train)``, posterior means for a VAE). For a VAE the
+    of the training codes ``model.transform(X_train)``, posterior means for a VAE) and ``gmm``
+    (z from a Gaussian mixture fitted to those codes, its number of components ``gmm_components``
+    chosen by BIC: ex-post density estimation, Ghosh et al., 2020). For a VAE the
     latter is a diagnostic: with the same decoder, a gap between ``fd_prior`` and
     ``fd_fitted_gaussian`` comes from the mismatch between the prior and the codes the encoder
     actually produces. For scale, ``fd_real`` / ``confidence_real`` compare
@@ -236,6 +238,13 @@ def regularity(model, X_train, X_test, *, y_train=None, features: FeatureSpace |
     w, V = np.linalg.eigh(0.5 * (S + S.T))
     root = V * np.sqrt(np.clip(w, 0.0, None))  # S = root root^T, also when S is singular
     score("fitted_gaussian", _decode(model, m + rng.standard_normal((n_samples, D)) @ root.T))
+    # Ex-post density estimation: a Gaussian mixture (components by BIC) fitted to the training codes.
+    from ..models.samplers import MAX_CODES, LatentDensity
+
+    sub = np.random.default_rng(seed + 3).permutation(len(train_codes))[:MAX_CODES]
+    gmm = LatentDensity.fit(train_codes[sub], "gmm", seed=seed)
+    score("gmm", _decode(model, gmm.sample(n_samples, seed=seed + 4)))
+    res["gmm_components"] = gmm.n_components
 
     res.update(continuity(model, Ate, n_pairs=n_pairs, n_steps=n_steps, seed=seed, features=features))
 

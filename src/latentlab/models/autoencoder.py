@@ -57,7 +57,7 @@ class Autoencoder(NeuralModel):
         Standard deviation for ``loss="gaussian"``.
     scale : {None, "standard", "minmax"}
         Per-feature scaling learned at fit, applied on input and undone on output.
-    epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience, grad_clip, ema : training
+    epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience, tol, grad_clip, ema : training
         settings; see :class:`latentlab.TrainConfig`.
     validation_fraction : float
         Share of X held out for early stopping (ignored when ``X_val`` is passed to ``fit``).
@@ -77,6 +77,10 @@ class Autoencoder(NeuralModel):
     module_ : AEModule
     history_ : list of dict, one record per epoch (train_loss, val_loss, ..., time_s).
     best_epoch_ : int
+    n_epochs_, n_iter_ : int, epochs trained.
+    converged_ : bool
+        Whether the stopping rule ended training (see ``patience`` and ``tol``); False when the
+        epoch budget ran out first (a ``ConvergenceWarning`` said so).
     n_features_in_ : int
     input_shape_ : tuple
 
@@ -106,16 +110,17 @@ class Autoencoder(NeuralModel):
         loss: str = "mse",
         sigma="learned",
         scale=None,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        epochs: int = 1000,
+        batch_size: int = 64,
+        lr: float = 2e-3,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
         patience: int | None = 10,
+        tol: float = 1e-5,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
-        ema: float | None = None,
+        ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,

@@ -44,6 +44,7 @@ TRAINING = {
     "weight_decay": _NON_NEGATIVE,
     "lr_schedule": [str],
     "patience": [None, Interval(Integral, 1, None, closed="left")],
+    "tol": _NON_NEGATIVE,
     "validation_fraction": [Interval(Real, 0, 1, closed="left")],
     "grad_clip": [None, Interval(Real, 0, None, closed="neither")],
     "ema": [None, Interval(Real, 0, 1, closed="left")],

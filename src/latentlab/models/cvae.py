@@ -43,7 +43,7 @@ class ConditionalVAE(VAE):
         a single real-valued side input given as 1-D.
     latent_dim, hidden, activation, architecture, channels, encoder, decoder, likelihood, sigma, c, mc_samples,
     warmup_epochs, free_bits, scale, epochs, batch_size, lr, optimizer, weight_decay,
-    lr_schedule, patience, validation_fraction, grad_clip, ema, seed, device, compile, verbose,
+    lr_schedule, patience, tol, validation_fraction, grad_clip, ema, seed, device, compile, verbose,
     checkpoint_dir : as for :class:`VAE`. Your own ``encoder`` takes x with the condition beside it:
         (B, n_features + m) for flat rows, (B, C + m, H, W) for images (the condition as constant
         channels); your own ``decoder`` takes [z | y], (B, latent_dim + m). m is ``n_cond_``: the
@@ -87,16 +87,17 @@ class ConditionalVAE(VAE):
         warmup_epochs: float = 0.0,
         free_bits: float = 0.0,
         scale=None,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        epochs: int = 1000,
+        batch_size: int = 64,
+        lr: float = 2e-3,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
         patience: int | None = 10,
+        tol: float = 1e-5,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
-        ema: float | None = None,
+        ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -193,6 +194,9 @@ class ConditionalVAE(VAE):
 
     def _condition_rows(self, y, n: int):
         return self._cond_array(y, n)
+
+    def _condition_labels(self, cond):
+        return self.classes_[cond] if self.condition_ == "categorical" and cond.dtype.kind == "i" else cond
 
     def encode_condition(self, y) -> np.ndarray:
         """y as ``module_`` takes it in ``cond=``: class indices (n,) int64, or floats (n, m)."""

@@ -69,7 +69,7 @@ class HierarchicalVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
     free_bits : float
         Must be 0 (the KL terms are Monte-Carlo estimates, not per-dimension closed forms).
     activation, architecture, channels, likelihood, sigma, scale, epochs, batch_size, lr,
-    optimizer, weight_decay, lr_schedule, patience, validation_fraction, grad_clip, ema,
+    optimizer, weight_decay, lr_schedule, patience, tol, validation_fraction, grad_clip, ema,
     seed, device, compile, verbose, checkpoint_dir : as for :class:`VAE`.
 
     Example
@@ -112,16 +112,17 @@ class HierarchicalVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
         warmup_epochs: float = 0.0,
         free_bits: float = 0.0,
         scale=None,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        epochs: int = 1000,
+        batch_size: int = 64,
+        lr: float = 2e-3,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
         patience: int | None = 10,
+        tol: float = 1e-5,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
-        ema: float | None = None,
+        ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,

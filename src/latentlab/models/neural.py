@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -60,6 +61,7 @@ class NeuralModel(LatentModel):
             weight_decay=self.weight_decay,
             lr_schedule=self.lr_schedule,
             patience=self.patience,
+            tol=self.tol,
             grad_clip=self.grad_clip,
             seed=self.seed,
             device=self.device,
@@ -187,6 +189,12 @@ class NeuralModel(LatentModel):
         for _, block in iter_chunks(A, dtype=np.float32):
             yield self._apply_scaler(block)
 
+    def validation_split(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(training rows, validation rows or None) of ``fit(X)`` on n rows: ``validation_fraction``
+        of them, drawn with the estimator's seed (both sorted). PCA fitted on the training rows is
+        what a linear autoencoder trained here converges to."""
+        return self._split(n)
+
     def _split(self, n: int):
         frac = float(self.validation_fraction)
         n_val = int(round(n * frac))
@@ -271,8 +279,12 @@ class NeuralModel(LatentModel):
         self.device_ = device
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
-        self.n_epochs_ = len(result.history)
+        self.n_epochs_ = self.n_iter_ = len(result.history)
         self.stopped_early_ = result.stopped_early or result.stopped_by_callback
+        self.converged_ = result.converged or self.patience is None
+        self._keep_codes(A, cond if cond is None else self._condition_labels(cond))
+        if not self.converged_ and not result.stopped_by_callback:
+            self._warn_not_converged()
         return self
 
     def _check_own_networks(self, module: nn.Module, train_data: ArrayData) -> None:
@@ -281,6 +293,20 @@ class NeuralModel(LatentModel):
         if mine:
             batch = train_data.gather(torch.arange(min(2, len(train_data))))
             own.check_first_batch(self, module, batch, mine, self._encoder_width())
+
+    def _warn_not_converged(self) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+
+        hist = self.history_
+        what = "validation" if hist and "val_loss" in hist[-1] else "training"
+        why = (f"only {len(hist)} epoch(s) ran, and the rule compares the last patience={self.patience} with the ones before"
+               if len(hist) <= self.patience else
+               f"the {what} loss still improved by more than tol={self.tol:g} (relative) over the last "
+               f"patience={self.patience} epochs")
+        warnings.warn(ConvergenceWarning(
+            f"{type(self).__name__} used its whole budget of epochs={self.epochs} before converging: {why}. "
+            "Raise epochs (--epochs; `latentlab fit --resume RUN --epochs N` continues), or tol (--tol)."
+        ), stacklevel=3)
 
     def _size_settings(self) -> str:
         """The settings that make the network large, in words (for the bound's error)."""
@@ -370,6 +396,10 @@ class NeuralModel(LatentModel):
             yield start, batch[0], (batch[1] if len(batch) > 1 else None)
             start += len(batch[0])
 
+    def _condition_labels(self, cond):
+        """The condition rows in the form ``transform`` takes them back (conditional models)."""
+        return cond
+
     def _condition_rows(self, y, n: int):
         """The condition as the networks' batches carry it (conditional models); None here."""
         return None
@@ -425,6 +455,7 @@ class NeuralModel(LatentModel):
         state["history"] = self.history_
         state["best_epoch"] = self.best_epoch_
         state["n_epochs"] = self.n_epochs_
+        state["converged"] = self.converged_
         return state, dict(self.module_.state_dict())
 
     def _restore(self, state, tensors):
@@ -437,8 +468,9 @@ class NeuralModel(LatentModel):
         self.module_ = module.to(self.device_).eval()
         self.history_ = state.get("history", [])
         self.best_epoch_ = state.get("best_epoch")
-        self.n_epochs_ = state.get("n_epochs", len(self.history_))
+        self.n_epochs_ = self.n_iter_ = state.get("n_epochs", len(self.history_))
         self.stopped_early_ = False
+        self.converged_ = state.get("converged", True)
 
     def _restore_extra(self, state) -> None:
         pass

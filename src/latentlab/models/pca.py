@@ -181,6 +181,7 @@ class PCA(LatentModel):
         rest = max(total_var - float(evals.sum()), 0.0)
         self.noise_variance_ = rest / (F - k) if F > k else 0.0
         self.n_samples_ = n
+        self._keep_codes(A)
         return self
 
     def _centred_chunks(self, X, dtype):
@@ -235,10 +236,10 @@ class PCA(LatentModel):
         # Probabilistic PCA has a density only when some variance is discarded (noise > 0).
         return frozenset({"exact_likelihood", "reconstruction_nll"} if self.noise_variance_ > 0 else ())
 
-    def sample_latent(self, n: int, y=None, *, seed=None, sampler: str = "prior") -> np.ndarray:
+    def _prior_latent(self, n: int, seed) -> np.ndarray:
         """z from probabilistic PCA's latent Gaussian N(0, diag(explained_variance_)) (N(0, I) when
         whitening): decoded, data whose covariance is the top-k part of the data's."""
-        z = super().sample_latent(n, y, seed=seed, sampler=sampler)
+        z = super()._prior_latent(n, seed)
         return z if self.whiten else z * np.sqrt(self.explained_variance_).astype(np.float32)
 
     def reconstruction_nll(self, X, y=None) -> np.ndarray:

@@ -156,12 +156,15 @@ def load(path: str | Path, *, trust_code: bool | None = None, **networks) -> Lat
     except TypeError as exc:
         raise CheckpointError(f"{path}: the saved settings do not fit {name} ({exc}); save the model again with this latentlab.") from None
     tensors, _ = load_tensors(weights)
+    latent = {k: v for k, v in tensors.items() if k.startswith("latent.")}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("latent.")}
     for key, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{weights}: the weights {key!r} hold NaN or infinite values; the model is damaged "
                                   "(or was saved from a diverged fit): fit it again.")
     try:
         est._restore(config["state"], tensors)
+        est._restore_latent(config["state"], latent)
     except (CheckpointError, ConfigError) as exc:  # damaged state, or settings out of bounds (a network too large)
         raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:

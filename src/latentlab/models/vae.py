@@ -74,7 +74,7 @@ class VAE(NeuralModel):
         Linear KL warm-up from 0 to c over this many epochs (0: none).
     free_bits : float
         Nats per latent dimension of KL that are not penalised (0: off).
-    scale, epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience,
+    scale, epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience, tol,
     validation_fraction, grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
         as for :class:`Autoencoder`.
 
@@ -113,16 +113,17 @@ class VAE(NeuralModel):
         warmup_epochs: float = 0.0,
         free_bits: float = 0.0,
         scale=None,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        epochs: int = 1000,
+        batch_size: int = 64,
+        lr: float = 2e-3,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
         patience: int | None = 10,
+        tol: float = 1e-5,
         validation_fraction: float = 0.1,
         grad_clip: float | None = None,
-        ema: float | None = None,
+        ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -233,11 +234,9 @@ class VAE(NeuralModel):
         with torch.no_grad():
             return self.module_.sample_prior(n, generator=g, device=self._device()).cpu().numpy()
 
-    def sample_latent(self, n: int, y=None, *, seed=None, sampler: str = "prior") -> np.ndarray:
-        """``n`` draws z ~ p(z) (the model's prior), (n, code_size)."""
-        self._check_is_fitted()
-        self._check_sampler(sampler)
-        return self._prior_draws(check_int(n, "n"), self._generator(seed))
+    def _prior_latent(self, n: int, seed) -> np.ndarray:
+        """``n`` draws z ~ p(z), the model's prior (N(0, I); a VampPrior's mixture; ...), (n, code_size)."""
+        return self._prior_draws(n, self._generator(seed))
 
     def sample(self, n: int, y=None, *, seed=None, sampler: str = "prior", return_latent: bool = False,
                mean: bool = True):
@@ -249,7 +248,9 @@ class VAE(NeuralModel):
         y : the condition of a conditional model (ignored otherwise)
         seed : int or None
             Same seed, same samples.
-        sampler : {"prior"}
+        sampler : {"prior", "gmm", "gaussian"}
+            Where z comes from: the prior (default), or a density fitted to the training codes
+            (see :meth:`latentlab.models.base.LatentModel.sample_latent`).
         return_latent : bool
             Also return the z that were decoded, (n, code_size).
         mean : bool
@@ -261,7 +262,7 @@ class VAE(NeuralModel):
         C = self._condition_rows(y, n)
         g = self._generator(seed)
         m = self.module_
-        z = self._prior_draws(n, g)
+        z = self._prior_draws(n, g) if sampler == "prior" else self.sample_latent(n, seed=seed, sampler=sampler)
         if mean:
             fn = lambda t, c: m.likelihood.mean(m.decode(t, c))  # noqa: E731
         else:

@@ -150,7 +150,7 @@ def check_checkpoint(path, ck, tensors, module, opt, sched, flat) -> None:
                 and isinstance(v.get("scalars"), dict)}
     optional = {"acc": lambda v: v is None or isinstance(v, list) and all(map(_is_number, v)),
                 "count": _is_count, "examples": _is_count, "world": lambda v: _is_count(v) and v >= 1,
-                "stopped_early": lambda v: isinstance(v, bool), "ema_updates": lambda v: v is None or _is_count(v),
+                "stopped_early": lambda v: isinstance(v, bool), "converged": lambda v: isinstance(v, bool), "ema_updates": lambda v: v is None or _is_count(v),
                 "scheduler": lambda v: v is None or isinstance(v, dict)}
     for key, ok in required.items():
         if key not in ck or not ok(ck[key]):

@@ -60,6 +60,7 @@ from .checkpoint import (
 from .data import ArrayData, epoch_permutation
 from .device import resolve_device
 from .flat import FlatParameters
+from .passes import agree, evaluate_objective, with_count
 from .optim import WeightAverage, make_optimizer, make_scheduler
 
 __all__ = ["train", "TrainResult", "resolve_device", "make_optimizer", "evaluate_objective", "CHECKPOINT_NAME",
@@ -83,6 +84,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    converged: bool = False
     resumed_from: int | None = None
     stopped_by_callback: bool = False
 
@@ -258,6 +260,7 @@ class _Loop:
             self.result.history = ck["history"]
             self.result.best_epoch = ck["best_epoch"]
             self.result.stopped_early = self.finished = ck.get("stopped_early", False)
+            self.result.converged = ck.get("converged", self.result.stopped_early)
             self.result.resumed_from = self.epoch
             self._apply_changes(ck.get("config") or {})
             if step0:
@@ -323,7 +326,7 @@ class _Loop:
             "acc": acc, "count": count, "history": r.history,
             "best_loss": self.best_loss if math.isfinite(self.best_loss) else None,
             "best_epoch": r.best_epoch, "bad_epochs": self.bad_epochs, "stopped_early": r.stopped_early,
-            "optimizer": ometa, "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "converged": r.converged, "optimizer": ometa, "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "ema_updates": self.ema.updates if self.ema is not None else None,
             "config": self.config.to_dict(), "meta": self.meta,
         }
@@ -441,11 +444,11 @@ class _Loop:
         if step % self.check_every:
             return
         if self.world > 1:
-            bad, stop = _agree(loss, interrupt.flag, self.device)
+            bad, stop = agree(loss, interrupt.flag, self.device)
             if bad:
                 raise self.diverged(step, float(loss.detach()))
             if stop:
-                sums = None if acc is None else distributed.all_reduce_sum(_with_count(acc, count))
+                sums = None if acc is None else distributed.all_reduce_sum(with_count(acc, count))
                 if sums is None:
                     self.save(self.epoch, step, None, 0, mid_epoch=True)
                 else:
@@ -464,7 +467,7 @@ class _Loop:
             self.term_names = self._probe_term_names()
         if not bool(torch.isfinite(acc).all()):
             raise self.diverged(None, float("nan"))
-        tot = distributed.all_reduce_sum(_with_count(acc, count))
+        tot = distributed.all_reduce_sum(with_count(acc, count))
         record: dict[str, Any] = {"epoch": self.epoch + 1}
         for k, v in zip(self.term_names, tot[:-1]):
             record[f"train_{k}"] = float(v / tot[-1])
@@ -496,10 +499,21 @@ class _Loop:
         elif self.sched is not None:
             self.sched.step()
         self.epoch += 1
-        if cfg.patience is not None and self.val_data is not None and self.bad_epochs >= cfg.patience:
-            r.stopped_early = self.finished = True
+        if self.has_converged():
+            r.stopped_early = r.converged = self.finished = True
         if self.finished or self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
             self.save(self.epoch, 0, None, 0, mid_epoch=False)
+
+    def has_converged(self) -> bool:
+        """The stopping rule: the best monitored loss of the last ``patience`` epochs is not better
+        than the best before them by ``tol`` (relative). A window, not a count of epochs without
+        a new best: slow, steady progress (each epoch below ``tol``, their sum above it) goes on."""
+        p = self.config.patience
+        mons = [rec.get("val_loss", rec["train_loss"]) for rec in self.result.history]
+        if p is None or len(mons) <= p:
+            return False
+        before, recent = min(mons[:-p]), min(mons[-p:])
+        return not recent < before - self.config.tol * abs(before)
 
     def _averaged(self):
         """The averaged weights in the module for the duration, when averaging (else nothing)."""
@@ -532,45 +546,6 @@ def _progress_bar(config: TrainConfig, desc: str, *, total: int, initial: int, r
         from tqdm import tqdm
     return tqdm(total=total, initial=min(total, initial), disable=not (show and rank == 0), file=sys.stderr,
                 desc=desc, dynamic_ncols=True, leave=False, mininterval=0.25)
-
-
-def _agree(loss: torch.Tensor, interrupted: bool, device) -> tuple[bool, bool]:
-    """(any process's loss is not finite, any process was interrupted), the same on every process."""
-    flags = torch.stack(
-        [(~torch.isfinite(loss.detach())).to(torch.float64), torch.tensor(float(interrupted), dtype=torch.float64, device=device)]
-    )
-    bad, stop = distributed.all_reduce_sum(flags).tolist()
-    return bad > 0, stop > 0
-
-
-def _with_count(acc: torch.Tensor, count: int) -> torch.Tensor:
-    return torch.cat([acc, torch.tensor([count], dtype=torch.float64, device=acc.device)])
-
-
-@torch.no_grad()
-def evaluate_objective(module, objective, data: ArrayData, batch_size: int, names=None) -> dict[str, float]:
-    """The objective's terms averaged over ``data`` (warm-up finished), in eval mode.
-
-    Under torchrun each process evaluates its share and the sums are all-reduced.
-    """
-    was_training = module.training
-    module.eval()
-    dinfo = distributed.info()
-    acc, count = None, 0
-    for batch in data.slices(batch_size, dinfo.rank, dinfo.world):
-        _, terms = objective(module, batch, math.inf)
-        names = names or list(terms)
-        vals = torch.stack([terms[k].detach() for k in names]).to(torch.float64) * len(batch[0])
-        acc = vals if acc is None else acc + vals
-        count += len(batch[0])
-    if names is None:
-        module.train(was_training)
-        return {}
-    if acc is None:
-        acc = torch.zeros(len(names), dtype=torch.float64, device=data.device)
-    tot = distributed.all_reduce_sum(_with_count(acc, count))
-    module.train(was_training)
-    return {k: float(v / tot[-1]) for k, v in zip(names, tot[:-1])}
 
 
 def _diverged(epoch, step, steps, value, config, path) -> DivergenceError:
