@@ -26,6 +26,7 @@ from ..errors import CheckpointError, ConfigError, DataError, DataTypeError, Inv
 from ..io import atomic_write_bytes, atomic_write_text, fsync_dir, jsonable, tensor_bytes
 from ..tables import TableCodec, is_frame, is_table, stack_rows
 from ..nn.spec import network_record
+from .samplers import LatentSampling
 
 __all__ = ["LatentModel", "SCALES", "CAPABILITIES", "MODEL_FORMAT", "PENDING_WEIGHTS"]
 
@@ -153,7 +154,7 @@ def _bounded(fn, name: str):
     return method
 
 
-class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class LatentModel(LatentSampling, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: maps X of shape (n, *input_shape) to codes (n, code_size) and back.
 
     One method signature for the whole family (scikit-learn's ``_BasePCA`` habit), so that
@@ -436,70 +437,6 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _prior_latent(self, n: int, seed) -> np.ndarray:
         return np.random.default_rng(seed).standard_normal((n, self.code_size)).astype(np.float32)
 
-    def _check_sampler(self, sampler: str) -> None:
-        from .samplers import FITTED_SAMPLERS
-
-        check_choice(sampler, "sampler", ("prior", *FITTED_SAMPLERS))
-
-    # ------------------------------------------------------------------ densities fitted to the codes
-    def _keep_codes(self, A, y=None) -> None:
-        """Keep the codes of up to MAX_CODES random training rows, for the fitted samplers. The rows
-        are read as the trainer reads batches (positioned reads for data on disk, so that choosing
-        rows of a memory map keeps the resident set bounded)."""
-        from ..training.data import ArrayData
-        from .samplers import MAX_CODES
-
-        n = A.shape[0]
-        rows = np.sort(np.random.default_rng(getattr(self, "seed", 0)).choice(n, size=min(n, MAX_CODES), replace=False))
-        yr = None if y is None else np.asarray(y)
-        data = ArrayData([A], torch.device("cpu"), index=rows)
-        codes, start = [], 0
-        for (x,) in data.slices(int(getattr(self, "batch_size", 1024))):
-            yb = None if yr is None else yr[rows[start:start + len(x)]]
-            codes.append(np.asarray(self.transform(x.numpy().reshape(len(x), *A.shape[1:]), yb), dtype=np.float32))
-            start += len(x)
-        self.train_codes_ = np.concatenate(codes)
-        self.samplers_ = {}
-
-    def fit_sampler(self, X=None, y=None, *, sampler: str = "gmm", n_components: int | None = None,
-                    max_components: int = 10, seed: int = 0):
-        """Fit the latent density ``sampler`` ("gmm" or "gaussian") to the codes of X (default: the
-        training codes kept at fit), so that ``sample(n, sampler=...)`` draws from it. Returns self.
-
-        Example
-        -------
-        >>> from latentlab import Autoencoder
-        >>> from latentlab.datasets import load_digits
-        >>> X = load_digits().data
-        >>> ae = Autoencoder(latent_dim=2, hidden=(32,), epochs=3, verbose=False).fit(X)
-        >>> ae.fit_sampler(X, max_components=3).sample(5, sampler="gmm", seed=0).shape
-        (5, 64)
-        """
-        from .samplers import LatentDensity
-
-        self._check_is_fitted()
-        codes = self.train_codes_ if X is None else self.transform(X, y)
-        density = LatentDensity.fit(codes, sampler, n_components=n_components, max_components=max_components, seed=seed)
-        if not hasattr(self, "samplers_"):
-            self.samplers_ = {}
-        self.samplers_[sampler] = density
-        return self
-
-    def latent_density(self, sampler: str = "gmm"):
-        """The fitted :class:`~latentlab.models.samplers.LatentDensity` ``sampler``, fitted now from
-        the kept training codes if it is not yet."""
-        density = getattr(self, "samplers_", {}).get(sampler)
-        if density is None:
-            if getattr(self, "train_codes_", None) is None:
-                raise DataError(
-                    f"this {type(self).__name__} has no training codes to fit sampler={sampler!r} to (it was saved by an "
-                    "older latentlab); call model.fit_sampler(X_train) first (`latentlab sample RUN --sampler gmm` "
-                    "does it from the run's training split)."
-                )
-            self.fit_sampler(sampler=sampler)
-            density = self.samplers_[sampler]
-        return density
-
     def sample(self, n: int, y=None, *, seed=None, sampler: str = "prior", return_latent: bool = False):
         """Generate ``n`` examples, (n, *input_shape): decoded latent points from ``sampler``
         (see :meth:`sample_latent`). Same seed, same samples. With ``return_latent`` also the
@@ -553,30 +490,6 @@ class LatentModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def _restore(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:  # pragma: no cover
         raise NotImplementedError
-
-    def _latent_state(self, state: dict, tensors: dict) -> None:
-        """Add the kept training codes and the fitted samplers to a model's state and tensors."""
-        import torch
-
-        codes = getattr(self, "train_codes_", None)
-        if codes is not None:
-            tensors["latent.codes"] = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))
-        state["samplers"] = {}
-        for name, density in getattr(self, "samplers_", {}).items():
-            state["samplers"][name], t = density.to_state(f"latent.{name}")
-            tensors.update(t)
-
-    def _restore_latent(self, state: dict, tensors: dict) -> None:
-        from .samplers import FITTED_SAMPLERS, LatentDensity
-
-        codes = tensors.get("latent.codes")
-        if codes is not None and (codes.ndim != 2 or codes.shape[1] != self.code_size):
-            raise CheckpointError(f"the saved training codes have shape {tuple(codes.shape)}, not (n, {self.code_size}); "
-                                  "save the model again.")
-        self.train_codes_ = None if codes is None else codes.numpy()
-        saved = state.get("samplers") or {}
-        self.samplers_ = {name: LatentDensity.from_state(saved[name], tensors, f"latent.{name}", self.code_size)
-                          for name in FITTED_SAMPLERS if isinstance(saved.get(name), dict)}
 
     def _base_state(self) -> dict[str, Any]:
         names = getattr(self, "feature_names_in_", None)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..validation import check_int
+from ..errors import CheckpointError, ConfigError, DataError
+from ..validation import check_choice, check_int
 
-__all__ = ["LatentDensity", "FITTED_SAMPLERS", "MAX_CODES"]
+__all__ = ["LatentDensity", "LatentSampling", "FITTED_SAMPLERS", "MAX_CODES"]
 
 #: The samplers fitted to codes (besides "prior", which is the model's own).
 FITTED_SAMPLERS = ("gmm", "gaussian")
@@ -102,3 +102,90 @@ class LatentDensity:
         if m < 1 or arrays["means"].shape != (m, code_size) or arrays["covariances"].shape != (m, code_size, code_size):
             raise DataError(f"the saved {prefix} does not fit codes of size {code_size}; save the model again.")
         return cls(str(state.get("kind", "gmm")), bic=list(state.get("bic", [])), **arrays)
+
+
+class LatentSampling:
+    """The fitted samplers of a :class:`~latentlab.models.base.LatentModel` (a mixin): the codes of
+    up to MAX_CODES training rows kept at fit, the densities fitted to them, and their saved form."""
+
+    def _check_sampler(self, sampler: str) -> None:
+        check_choice(sampler, "sampler", ("prior", *FITTED_SAMPLERS))
+
+    def _keep_codes(self, A, y=None) -> None:
+        """Keep the codes of up to MAX_CODES random training rows, for the fitted samplers. The rows
+        are read as the trainer reads batches (positioned reads for data on disk, so that choosing
+        rows of a memory map keeps the resident set bounded)."""
+        import torch
+
+        from ..training.data import ArrayData
+
+        n = A.shape[0]
+        rows = np.sort(np.random.default_rng(getattr(self, "seed", 0)).choice(n, size=min(n, MAX_CODES), replace=False))
+        yr = None if y is None else np.asarray(y)
+        data = ArrayData([A], torch.device("cpu"), index=rows)
+        codes, start = [], 0
+        for (x,) in data.slices(int(getattr(self, "batch_size", 1024))):
+            yb = None if yr is None else yr[rows[start:start + len(x)]]
+            codes.append(np.asarray(self.transform(x.numpy().reshape(len(x), *A.shape[1:]), yb), dtype=np.float32))
+            start += len(x)
+        self.train_codes_ = np.concatenate(codes)
+        self.samplers_ = {}
+
+    def fit_sampler(self, X=None, y=None, *, sampler: str = "gmm", n_components: int | None = None,
+                    max_components: int = 10, seed: int = 0):
+        """Fit the latent density ``sampler`` ("gmm" or "gaussian") to the codes of X (default: the
+        training codes kept at fit), so that ``sample(n, sampler=...)`` draws from it. Returns self.
+
+        Example
+        -------
+        >>> from latentlab import Autoencoder
+        >>> from latentlab.datasets import load_digits
+        >>> X = load_digits().data
+        >>> ae = Autoencoder(latent_dim=2, hidden=(32,), epochs=3, verbose=False).fit(X)
+        >>> ae.fit_sampler(X, max_components=3).sample(5, sampler="gmm", seed=0).shape
+        (5, 64)
+        """
+        self._check_is_fitted()
+        codes = self.train_codes_ if X is None else self.transform(X, y)
+        density = LatentDensity.fit(codes, sampler, n_components=n_components, max_components=max_components, seed=seed)
+        if not hasattr(self, "samplers_"):
+            self.samplers_ = {}
+        self.samplers_[sampler] = density
+        return self
+
+    def latent_density(self, sampler: str = "gmm"):
+        """The fitted :class:`~latentlab.models.samplers.LatentDensity` ``sampler``, fitted now from
+        the kept training codes if it is not yet."""
+        density = getattr(self, "samplers_", {}).get(sampler)
+        if density is None:
+            if getattr(self, "train_codes_", None) is None:
+                raise DataError(
+                    f"this {type(self).__name__} has no training codes to fit sampler={sampler!r} to (it was saved by an "
+                    "older latentlab); call model.fit_sampler(X_train) first (`latentlab sample RUN --sampler gmm` "
+                    "does it from the run's training split)."
+                )
+            self.fit_sampler(sampler=sampler)
+            density = self.samplers_[sampler]
+        return density
+
+    def _latent_state(self, state: dict, tensors: dict) -> None:
+        """Add the kept training codes and the fitted samplers to a model's state and tensors."""
+        import torch
+
+        codes = getattr(self, "train_codes_", None)
+        if codes is not None:
+            tensors["latent.codes"] = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))
+        state["samplers"] = {}
+        for name, density in getattr(self, "samplers_", {}).items():
+            state["samplers"][name], t = density.to_state(f"latent.{name}")
+            tensors.update(t)
+
+    def _restore_latent(self, state: dict, tensors: dict) -> None:
+        codes = tensors.get("latent.codes")
+        if codes is not None and (codes.ndim != 2 or codes.shape[1] != self.code_size):
+            raise CheckpointError(f"the saved training codes have shape {tuple(codes.shape)}, not (n, {self.code_size}); "
+                                  "save the model again.")
+        self.train_codes_ = None if codes is None else codes.numpy()
+        saved = state.get("samplers") or {}
+        self.samplers_ = {name: LatentDensity.from_state(saved[name], tensors, f"latent.{name}", self.code_size)
+                          for name in FITTED_SAMPLERS if isinstance(saved.get(name), dict)}
