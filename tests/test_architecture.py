@@ -232,7 +232,7 @@ SHARED = {
     "hidden": (256, 128), "activation": "relu", "architecture": "mlp", "channels": (32, 64), "scale": None,
     "epochs": 1000, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "weight_decay": 0.0,
     "lr_schedule": "constant", "patience": 10, "tol": 1e-5, "validation_fraction": 0.1, "grad_clip": None, "ema": 0.999,
-    "seed": 0, "device": "auto", "compile": False, "verbose": None, "checkpoint_dir": None,
+    "seed": 0, "device": "auto", "threads": None, "compile": False, "verbose": None, "checkpoint_dir": None,
 }
 
 

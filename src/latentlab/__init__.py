@@ -13,6 +13,9 @@ import importlib
 import importlib.util
 
 from ._version import __version__  # noqa: F401 (public)
+from .threads import configure_process as _configure_process
+
+_configure_process()  # OMP_WAIT_POLICY=PASSIVE before torch loads (see latentlab.threads)
 
 #: name -> the module that defines it (the estimators come from the registry).
 _LAZY = {

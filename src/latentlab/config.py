@@ -64,6 +64,10 @@ class TrainConfig:
         Keep an exponential moving average of the weights with this decay (e.g. 0.999; Polyak
         averaging): validation, early stopping and the returned model use the averaged weights,
         which often generalise better than the last iterate (default 0.999; None turns it off).
+    threads : int or None
+        CPU threads to train on (``torch.set_num_threads`` for the run, restored after); None
+        keeps the process's count (torch's default: one per core, or ``OMP_NUM_THREADS``). See
+        :mod:`latentlab.threads` for why latentlab's idle threads sleep rather than spin.
     """
 
     epochs: int = 1000
@@ -81,6 +85,7 @@ class TrainConfig:
     progress: bool | None = None
     checkpoint_every: int = 1
     ema: float | None = 0.999
+    threads: int | None = None
 
     def __post_init__(self):
         check_int(self.epochs, "epochs")
@@ -94,6 +99,7 @@ class TrainConfig:
         check_float(self.grad_clip, "grad_clip", allow_none=True)
         check_seed(self.seed)
         check_int(self.checkpoint_every, "checkpoint_every")
+        check_int(self.threads, "threads", allow_none=True)
         check_float(self.ema, "ema", low=0.0, high=1.0, high_inclusive=False, allow_none=True)
         if not isinstance(self.device, str):
             raise ConfigError(f"device must be a string such as 'auto', 'cpu' or 'cuda'; got {self.device!r}.")

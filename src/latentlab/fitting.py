@@ -162,7 +162,7 @@ def _resumable(exc: DivergenceError, out: Path, work: Path) -> DivergenceError:
 
 #: What ``fit --resume`` may change: training settings that the checkpoint does not fix. Every
 #: other setting describes the network, the objective or the data the checkpoint was made with.
-RESUMABLE = ("epochs", "lr", "patience", "grad_clip", "device", "eval_k", "verbose")
+RESUMABLE = ("epochs", "lr", "patience", "grad_clip", "device", "threads", "eval_k", "verbose")
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, command: Sequence[str] | None = None,

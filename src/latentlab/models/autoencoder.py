@@ -65,6 +65,9 @@ class Autoencoder(NeuralModel):
         Makes a CPU run repeatable.
     device : str
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", ...
+    threads : int or None
+        CPU threads to train on (None: the process's count, torch's default or OMP_NUM_THREADS);
+        see :mod:`latentlab.threads`.
     compile : bool
         Use ``torch.compile`` for the training step.
     verbose : bool or None
@@ -123,6 +126,7 @@ class Autoencoder(NeuralModel):
         ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
+        threads: int | None = None,
         compile: bool = False,
         verbose: bool | None = None,
         checkpoint_dir=None,

@@ -50,6 +50,7 @@ TRAINING = {
     "ema": [None, Interval(Real, 0, 1, closed="left")],
     "seed": [Interval(Integral, 0, None, closed="left")],
     "device": [str],
+    "threads": [None, Interval(Integral, 1, None, closed="left")],
     "compile": ["boolean"],
     "verbose": ["boolean", None],
     "checkpoint_dir": [None, str, os.PathLike],

@@ -43,7 +43,7 @@ class ConditionalVAE(VAE):
         a single real-valued side input given as 1-D.
     latent_dim, hidden, activation, architecture, channels, encoder, decoder, likelihood, sigma, c, mc_samples,
     warmup_epochs, free_bits, scale, epochs, batch_size, lr, optimizer, weight_decay,
-    lr_schedule, patience, tol, validation_fraction, grad_clip, ema, seed, device, compile, verbose,
+    lr_schedule, patience, tol, validation_fraction, grad_clip, ema, seed, device, threads, compile, verbose,
     checkpoint_dir : as for :class:`VAE`. Your own ``encoder`` takes x with the condition beside it:
         (B, n_features + m) for flat rows, (B, C + m, H, W) for images (the condition as constant
         channels); your own ``decoder`` takes [z | y], (B, latent_dim + m). m is ``n_cond_``: the
@@ -100,6 +100,7 @@ class ConditionalVAE(VAE):
         ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
+        threads: int | None = None,
         compile: bool = False,
         verbose: bool | None = None,
         checkpoint_dir=None,

@@ -70,7 +70,7 @@ class HierarchicalVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
         Must be 0 (the KL terms are Monte-Carlo estimates, not per-dimension closed forms).
     activation, architecture, channels, likelihood, sigma, scale, epochs, batch_size, lr,
     optimizer, weight_decay, lr_schedule, patience, tol, validation_fraction, grad_clip, ema,
-    seed, device, compile, verbose, checkpoint_dir : as for :class:`VAE`.
+    seed, device, threads, compile, verbose, checkpoint_dir : as for :class:`VAE`.
 
     Example
     -------
@@ -125,6 +125,7 @@ class HierarchicalVAE(PseudoInputsMixin, BoundScoreMixin, VAE):
         ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
+        threads: int | None = None,
         compile: bool = False,
         verbose: bool | None = None,
         checkpoint_dir=None,

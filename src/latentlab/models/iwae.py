@@ -90,7 +90,7 @@ class IWAE(BoundScoreMixin, VAE):
         Must be 0 (the KL is not in closed form inside the bound).
     latent_dim, hidden, activation, architecture, channels, encoder, decoder, likelihood, sigma, scale, epochs,
     batch_size, lr, optimizer, weight_decay, lr_schedule, patience, tol, validation_fraction,
-    grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
+    grad_clip, ema, seed, device, threads, compile, verbose, checkpoint_dir :
         as for :class:`VAE`.
 
     Attributes
@@ -145,6 +145,7 @@ class IWAE(BoundScoreMixin, VAE):
         ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
+        threads: int | None = None,
         compile: bool = False,
         verbose: bool | None = None,
         checkpoint_dir=None,

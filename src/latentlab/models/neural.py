@@ -68,6 +68,7 @@ class NeuralModel(LatentModel):
             compile=self.compile,
             progress=self.verbose,
             ema=getattr(self, "ema", None),
+            threads=getattr(self, "threads", None),
         )
 
     def _validate_params(self) -> None:

@@ -75,7 +75,7 @@ class VAE(NeuralModel):
     free_bits : float
         Nats per latent dimension of KL that are not penalised (0: off).
     scale, epochs, batch_size, lr, optimizer, weight_decay, lr_schedule, patience, tol,
-    validation_fraction, grad_clip, ema, seed, device, compile, verbose, checkpoint_dir :
+    validation_fraction, grad_clip, ema, seed, device, threads, compile, verbose, checkpoint_dir :
         as for :class:`Autoencoder`.
 
     Attributes
@@ -126,6 +126,7 @@ class VAE(NeuralModel):
         ema: float | None = 0.999,
         seed: int = 0,
         device: str = "auto",
+        threads: int | None = None,
         compile: bool = False,
         verbose: bool | None = None,
         checkpoint_dir=None,

@@ -41,6 +41,7 @@ from torch import nn
 
 from .._version import __version__
 from ..config import TrainConfig
+from ..threads import limited as thread_count
 from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
 from ..io import save_tensors
 from ..objectives.base import epoch_weights, make_step
@@ -182,7 +183,7 @@ def train(
         )
     else:
         hint = "Give a checkpoint directory to be able to resume after such a failure."
-    with distributed.peer_errors(hint):
+    with distributed.peer_errors(hint), thread_count(config.threads):
         loop = _Loop(module, objective, train_data, val_data, config,
                      checkpoint=checkpoint, meta=meta, callback=callback, callbacks=callbacks)
         if resume:
