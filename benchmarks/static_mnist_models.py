@@ -192,7 +192,10 @@ def render(runs) -> str:
 
 # ------------------------------------------------------------------------------ the phases
 def train(a) -> None:
+    import warnings
+
     import torch
+    from sklearn.exceptions import ConvergenceWarning
 
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -224,7 +227,9 @@ def train(a) -> None:
     status = "epoch limit reached"
     while done < a.epochs:
         est.set_params(epochs=min(a.epochs, done + a.chunk))
-        est.fit(X, X_val=V, resume=True)
+        with warnings.catch_warnings():  # each chunk ends at its budget by design: not worth a warning
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, X_val=V, resume=True)
         hist = est.history_
         for r in hist[done:]:
             keys = ("val_loss", "train_elbo", "val_elbo", "val_kl", "val_iw_bound")
