@@ -105,7 +105,18 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _terminate(signum, frame):
+    _SIGNALLED.append(signum)
     raise Terminated()
+
+
+def _keyboard(signum, frame):
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt
+
+
+#: The signals received while the command ran: an interrupt inside an import that C code turned
+#: into an ImportError (NumPy's does) is still an interrupt.
+_SIGNALLED: list[int] = []
 
 
 _terminate.latentlab_terminate = True  # the trainer may take SIGTERM over from this handler (it checkpoints first)
@@ -122,12 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal handlers are restored when it returns.
     """
     _INTERRUPTED.clear()
+    _SIGNALLED.clear()
     main_thread = threading.current_thread() is threading.main_thread()
     old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     tag = ""
     try:
         if main_thread and old[signal.SIGTERM] in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, _terminate)
+        if main_thread and old[signal.SIGINT] is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _keyboard)
         world = os.environ.get("WORLD_SIZE", "1").strip()
         if not (world.isdigit() and int(world) > 1) or os.environ.get("RANK", "0").strip() in ("", "0"):
             return _main(argv)  # one process, or torchrun's rank 0 (as training.distributed.is_main_process decides)
@@ -202,6 +216,8 @@ def _main(argv: Sequence[str] | None = None, tag: str = "") -> int:
             print(_one_line(exc), file=sys.stderr)
         return 2
     except Exception as exc:
+        if _SIGNALLED:  # the signal's exception was turned into another by the code it interrupted
+            return _interrupted(Terminated() if _SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt(), tag)
         return _error(exc, tag, debug)
 
 

@@ -122,6 +122,10 @@ class LatentSampling:
         n = A.shape[0]
         rows = np.sort(np.random.default_rng(getattr(self, "seed", 0)).choice(n, size=min(n, MAX_CODES), replace=False))
         yr = None if y is None else np.asarray(y)
+        if type(A) is np.ndarray:  # in memory: the rows at once (a copy, writable whatever A is)
+            self.train_codes_ = np.asarray(self.transform(A[rows], None if yr is None else yr[rows]), dtype=np.float32)
+            self.samplers_ = {}
+            return
         data = ArrayData([A], torch.device("cpu"), index=rows)
         codes, start = [], 0
         for (x,) in data.slices(int(getattr(self, "batch_size", 1024))):
