@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import latentlab  # noqa: F401  (first: OMP_WAIT_POLICY=PASSIVE before torch loads, so a busy machine does not stall the tests)
 import numpy as np
 import pytest
 import torch
