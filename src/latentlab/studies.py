@@ -118,6 +118,11 @@ def compare(
         table["linear AE"]["max_principal_angle_deg"] = principal_angle(by["PCA"].model, by["linear AE"].model)
         if regularity:
             _add_regularity(runs, table)
+    return _finish(runs, table, out, command, write_report, title=f"latentlab: PCA, autoencoders and a VAE on {data}")
+
+
+def _finish(runs, table, out, command, write_report: bool, **report) -> Comparison:
+    """Store each run's measurements (and its run.json), and write the page that shows them side by side."""
     for r in runs:
         r.metrics = table[r.name]
         if r.path is not None:
@@ -126,7 +131,7 @@ def compare(
     if out is not None and write_report:
         from .report import write_report as _write
 
-        result.report = _write(out, runs, title=f"latentlab: PCA, autoencoders and a VAE on {data}", comparison=True)
+        result.report = _write(out, runs, comparison=True, **report)
     return result
 
 
@@ -249,17 +254,8 @@ def sweep(model: str, data: str = "digits", grid: Mapping[str, Sequence[Any]] | 
     table = {r.name: dict(r.metrics) for r in runs}
     if regularity and not runs[0].model.conditional:
         _add_regularity(runs, table)
-    for r in runs:
-        r.metrics = table[r.name]
-        if r.path is not None:
-            save_run(r, command=command)
-    result = Comparison(runs, out, table)
-    if out is not None and write_report:
-        from .report import write_report as _write
-
-        result.report = _write(out, runs, title=f"latentlab: {model} swept over {', '.join(grid)} on {data}",
-                               comparison=True, swept=list(grid))
-    return result
+    return _finish(runs, table, out, command, write_report,
+                   title=f"latentlab: {model} swept over {', '.join(grid)} on {data}", swept=list(grid))
 
 
 # ---------------------------------------------------------------------------------------- demo
