@@ -18,7 +18,7 @@ def test_linear_vae_elbo_is_below_and_within_one_nat_of_the_exact_likelihood(ppc
     # A VAE with a linear decoder and one learned sigma is probabilistic PCA, whose maximum
     # likelihood PCA gives in closed form: ELBO <= log p_vae(x) <= max log-likelihood.
     exact = PCA(latent_dim=2).fit(ppca_data).score(ppca_data)
-    vae = VAE(latent_dim=2, hidden=(), likelihood="gaussian", sigma="learned", epochs=60, lr=1e-2,
+    vae = VAE(latent_dim=2, hidden=(), likelihood="gaussian", sigma="learned", epochs=60, lr=1e-2, batch_size=256,
               patience=None, validation_fraction=0, verbose=False).fit(ppca_data)
     elbo = vae.score_samples(ppca_data, mc_samples=100)
     se = elbo.std() / np.sqrt(len(elbo))
