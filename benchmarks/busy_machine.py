@@ -10,13 +10,13 @@ the machine's drift touches all contenders alike.
 Contenders:
 
 - ``1 thread``: OMP_NUM_THREADS=1 (the reference);
-- ``latentlab default``: ``import latentlab`` first, nothing set (OMP_WAIT_POLICY=PASSIVE, torch's
-  own thread count: one per core);
-- ``before (spinning)``: torch imported before latentlab, nothing set: libgomp's default policy
-  (idle threads spin), torch's own thread count: what every latentlab before this benchmark did,
-  and what a plain PyTorch loop does;
-- ``short spin``: the same with GOMP_SPINCOUNT=10000 (idle threads spin briefly, then sleep): the
-  middle way between the two, measured to choose between them.
+- ``latentlab default``: ``import latentlab`` first, nothing set: OMP_WAIT_POLICY=PASSIVE, and the
+  thread count follows the free cores (at most one per core; ``latentlab.threads``);
+- ``fixed, passive``: the same with OMP_NUM_THREADS = the usable cores, so the count stays torch's
+  own: latentlab's default before it followed the free cores;
+- ``spinning, fixed``: torch imported before latentlab and OMP_NUM_THREADS = the usable cores:
+  libgomp's default policy (idle threads spin) on torch's own count, what a plain PyTorch loop
+  does and what latentlab did before this benchmark.
 
 Workloads: the embedded digits, ``VAE(latent_dim=8)`` with every other setting at its default; and,
 where static binarized MNIST is on disk, a ``VampPriorVAE(latent_dim=40, n_pseudo_inputs=500,
@@ -49,7 +49,8 @@ from benchmarks_md import REPO, command_line, git_revision, machine_info, machin
 
 HEADING = "Training on a busy machine: threads and OpenMP wait policy (`benchmarks/busy_machine.py`)"
 RESULTS = HERE / "results" / "busy_machine.json"
-CONTENDERS = ("1 thread", "latentlab default", "before (spinning)", "short spin")
+CONTENDERS = ("1 thread", "latentlab default", "fixed, passive", "spinning, fixed")
+CORES = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 SPIN = "while True:\n    pass\n"
 
 # The child: load torch the contender's way, build the workload, time the fit alone.
@@ -74,7 +75,8 @@ else:
 warnings.simplefilter("ignore")
 t = time.perf_counter()
 model.fit(X)
-print(json.dumps({"seconds": time.perf_counter() - t, "threads": torch.get_num_threads(),
+used = sorted({h.get("threads") for h in model.history_})
+print(json.dumps({"seconds": time.perf_counter() - t, "threads": "/".join(map(str, used)),
                   "policy": latentlab.threads.wait_policy()}))
 """
 
@@ -84,9 +86,9 @@ def run_child(contender: str, spec: dict) -> dict:
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     if contender == "1 thread":
         env["OMP_NUM_THREADS"] = "1"
-    if contender == "short spin":
-        env["GOMP_SPINCOUNT"] = "10000"
-    order = "torch-first" if contender in ("before (spinning)", "short spin") else "latentlab-first"
+    if contender in ("fixed, passive", "spinning, fixed"):
+        env["OMP_NUM_THREADS"] = CORES
+    order = "torch-first" if contender == "spinning, fixed" else "latentlab-first"
     out = subprocess.run([sys.executable, "-c", CHILD, order, json.dumps(spec)], env=env, capture_output=True,
                          text=True, timeout=1800)
     if out.returncode != 0:
@@ -112,7 +114,7 @@ def measure(workloads: dict, rounds: int, loads: tuple[int, ...]) -> dict:
                     for c in order:
                         res = run_child(c, spec)
                         times[w][n][c].append(res["seconds"])
-                        seen[c] = (res["threads"], res["policy"])
+                        seen.setdefault(c, {}).setdefault(str(n), (res["threads"], res["policy"]))
                         print(f"round {r + 1}  {w:<8} {n} busy  {c:<18} {res['seconds']:7.2f} s", flush=True)
                 finally:
                     for p in procs:
@@ -135,10 +137,12 @@ def render(record: dict) -> str:
     for w, by_n in record["times"].items():
         t = by_n.get("0") or by_n.get(0)
         if t:
-            ratio = statistics.median(a / b for a, b in zip(t["latentlab default"], t["before (spinning)"]))
+            ratio = statistics.median(a / b for a, b in zip(t["latentlab default"], t["fixed, passive"]))
             idle.append(f"{record['descriptions'][w]}: {ratio:.2f}x")
-    seen = "; ".join(f"{c}: {th} thread(s), wait policy {pol}" for c, (th, pol) in record["seen"].items())
-    lines += ["", "Idle machine, latentlab default / before (same process count, no competitors): " + "; ".join(idle) + ".",
+    seen = "; ".join(f"{c}: " + ", ".join(f"{n} busy {th} thread(s)" for n, (th, _) in by_n.items())
+                     + f", wait policy {next(iter(by_n.values()))[1]}" for c, by_n in record["seen"].items())
+    lines += ["", "Idle machine, latentlab default / fixed, passive (the default before it followed the free cores): "
+              + "; ".join(idle) + ".",
               "", f"As the children saw it: {seen}.", "",
               f"Command: `{record['command']}` (revision {record['revision']}, {record['date']}, {record['rounds']} rounds). "
               f"Machine: {machine_line(record['machine'])}."]

@@ -65,9 +65,10 @@ class TrainConfig:
         averaging): validation, early stopping and the returned model use the averaged weights,
         which often generalise better than the last iterate (default 0.999; None turns it off).
     threads : int or None
-        CPU threads to train on (``torch.set_num_threads`` for the run, restored after); None
-        keeps the process's count (torch's default: one per core, or ``OMP_NUM_THREADS``). See
-        :mod:`latentlab.threads` for why latentlab's idle threads sleep rather than spin.
+        CPU threads to train on, fixed for the run (``torch.set_num_threads``, restored after).
+        None follows the free cores: at most the process's count (torch's default, one per core,
+        or ``torch.set_num_threads``), fewer while other programs hold cores; with
+        ``OMP_NUM_THREADS`` set, that count, fixed. See :mod:`latentlab.threads`.
     """
 
     epochs: int = 1000

@@ -41,7 +41,7 @@ __all__ = [
     "sweep_curves",
 ]
 
-_SKIP_KEYS = {"epoch", "lr", "time_s", "samples_per_s"}
+_SKIP_KEYS = {"epoch", "lr", "time_s", "samples_per_s", "threads"}
 
 
 def _as_images(X, image_shape) -> np.ndarray:

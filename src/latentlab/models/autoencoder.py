@@ -66,8 +66,8 @@ class Autoencoder(NeuralModel):
     device : str
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", ...
     threads : int or None
-        CPU threads to train on (None: the process's count, torch's default or OMP_NUM_THREADS);
-        see :mod:`latentlab.threads`.
+        CPU threads to train on, fixed for the run (None: follow the free cores, at most the
+        process's count; OMP_NUM_THREADS fixes it too); see :mod:`latentlab.threads`.
     compile : bool
         Use ``torch.compile`` for the training step.
     verbose : bool or None

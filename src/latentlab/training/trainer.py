@@ -41,7 +41,7 @@ from torch import nn
 
 from .._version import __version__
 from ..config import TrainConfig
-from ..threads import limited as thread_count
+from ..threads import for_training as thread_count
 from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
 from ..io import save_tensors
 from ..objectives.base import epoch_weights, make_step
@@ -183,9 +183,10 @@ def train(
         )
     else:
         hint = "Give a checkpoint directory to be able to resume after such a failure."
-    with distributed.peer_errors(hint), thread_count(config.threads):
+    with distributed.peer_errors(hint), thread_count(config.threads, train_data.device.type) as threads:
         loop = _Loop(module, objective, train_data, val_data, config,
                      checkpoint=checkpoint, meta=meta, callback=callback, callbacks=callbacks)
+        loop.threads = threads  # None, or follows the free cores once per step (latentlab.threads)
         if resume:
             loop.resume()
         return loop.run(desc)
@@ -237,6 +238,7 @@ class _Loop:
         # The last partial global batch is dropped under torchrun.
         self.steps_per_epoch = max(1, n // self.gbs) if self.world > 1 else math.ceil(n / bs)
         self.check_every = 1 if self.device.type == "cpu" else 25
+        self.threads = None
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> None:
@@ -411,6 +413,8 @@ class _Loop:
         for step in range(self.step0, self.steps_per_epoch):
             lo = step * self.gbs + rank * bs
             hi = min(lo + bs, n)
+            if self.threads is not None:
+                self.threads.tick()
             batch = self.train_data.gather(perm[lo:hi])
             progress = self.epoch + step / self.steps_per_epoch
             loss, terms = self.step(batch, torch.tensor(progress) if self.progress_as_tensor else progress)
@@ -484,6 +488,8 @@ class _Loop:
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["time_s"] = elapsed
         record["samples_per_s"] = float(tot[-1]) / elapsed
+        if self.device.type == "cpu":
+            record["threads"] = torch.get_num_threads()
         if monitor < self.best_loss:
             self.best_loss, self.bad_epochs = monitor, 0
             r.best_epoch = self.epoch + 1
