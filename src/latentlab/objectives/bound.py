@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..nn.distributions import logsumexp
 from ..validation import check_int
 from .base import Objective
 from .elbo import check_weighting, kl_weight
@@ -28,7 +29,7 @@ def iw_bound(log_w: torch.Tensor, k: int) -> torch.Tensor:
     """
     n, b = log_w.shape
     groups = log_w.reshape(n // k, k, b)
-    return (torch.logsumexp(groups, dim=1) - math.log(k)).mean(0)
+    return (logsumexp(groups, 1) - math.log(k)).mean(0)  # its gradient without subnormal weights
 
 
 @dataclass(frozen=True)
