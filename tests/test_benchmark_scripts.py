@@ -67,3 +67,16 @@ def test_mixed_table_benchmark_records_only_its_section(tmp_path):
     run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
     assert run["likelihood"] == "mixed" and run["n_train"] == 250 and run["n_test"] == 83
     assert 0 <= run["vae"]["tv_species"] <= 1 and run["independent"]["corr_max"] > 0.5  # independent columns lose the correlations
+
+
+def test_subnormal_benchmark_runs_and_counts_on_a_tiny_file(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, **{k: (rng.uniform(size=(n, 784)) < 0.2).astype(np.uint8) for k, n in (("train", 120), ("valid", 10), ("test", 10))})
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "subnormal.py"), "--data", str(data), "--images", "120",
+                        "--burn-in", "1", "--pairs", "1", "--no-write"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = [line for line in p.stdout.splitlines() if line.startswith(("| torch |", "| latentlab |"))]
+    assert len(rows) == 2 and rows[1].endswith("| 0.0% |")  # latentlab's backward: no subnormal entries
