@@ -80,3 +80,17 @@ def test_subnormal_benchmark_runs_and_counts_on_a_tiny_file(tmp_path):
     assert p.returncode == 0, p.stderr
     rows = [line for line in p.stdout.splitlines() if line.startswith(("| torch |", "| latentlab |"))]
     assert len(rows) == 2 and rows[1].endswith("| 0.0% |")  # latentlab's backward: no subnormal entries
+
+
+def test_hugepages_benchmark_runs_both_settings_on_a_tiny_file(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, **{k: (rng.uniform(size=(n, 784)) < 0.2).astype(np.uint8) for k, n in (("train", 300), ("valid", 10), ("test", 10))})
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "hugepages.py"), "--data", str(data), "--quick",
+                        "--model", "vae"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    runs = [line for line in p.stdout.splitlines() if line.startswith("round 1")]
+    assert len(runs) == 2 and any("4 KiB pages" in r for r in runs) and any("huge pages" in r for r in runs)
+    row = next(line for line in p.stdout.splitlines() if line.startswith("| VAE 784-512-256-40"))
+    assert row.split("|")[2].strip() == "300"  # the images it had, not the 1,000 asked for

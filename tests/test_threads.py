@@ -46,6 +46,41 @@ def test_after_torch_the_policy_is_left_alone_and_reported_as_spinning():
     assert policy.startswith("default (spinning)") and "before latentlab" in policy
 
 
+HUGE_PROBE = (
+    "import json, os, sys\n"
+    "if sys.argv[1] == 'torch-first':\n    import torch\n"
+    "import latentlab, torch\n"
+    "t = torch.ones(16 << 20)  # 64 MiB: over torch's 2 MiB threshold for huge pages\n"
+    "p, flags, inside = t.data_ptr(), None, False\n"
+    "for line in open('/proc/self/smaps').read().splitlines():\n"
+    "    head = line.split()[0]\n"
+    "    if '-' in head and all(c in '0123456789abcdef-' for c in head):\n"
+    "        lo, hi = (int(v, 16) for v in head.split('-'))\n"
+    "        inside = lo <= p < hi\n"
+    "    elif line.startswith('VmFlags:') and inside:\n"
+    "        flags = line.split()[1:]\n"
+    "print(json.dumps([os.environ.get('THP_MEM_ALLOC_ENABLE'), flags]))\n"
+)
+
+
+def _huge_probe(order: str, **env) -> list:
+    clean = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run([sys.executable, "-c", HUGE_PROBE, order], env={**clean, **env}, capture_output=True,
+                         text=True, timeout=120, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not (_threads._kernel_offers_huge_pages() and os.path.exists("/proc/self/smaps")),
+                    reason="needs Linux with transparent huge pages on and /proc/self/smaps")
+def test_import_asks_for_huge_pages_for_large_tensors_and_the_users_choice_is_kept():
+    value, flags = _huge_probe("latentlab-first")
+    assert value == "1" and flags is not None and "hg" in flags  # the tensor's mapping carries MADV_HUGEPAGE
+    value, flags = _huge_probe("latentlab-first", THP_MEM_ALLOC_ENABLE="0")
+    assert value == "0" and flags is not None and "hg" not in flags
+    value, flags = _huge_probe("torch-first")
+    assert value is None and "hg" not in flags  # too late once torch has loaded: not pretended
+
+
 class _Threads(Callback):
     def __init__(self):
         self.seen = []
