@@ -6,8 +6,8 @@ log p(x) on test images with K importance samples each; almost all of its FLOPs 
 two matrix multiplies for the n * K latent samples, (n K, 20) x (20, 400) and (n K, 400) x
 (400, 784). In the same process, the script times those two multiplies alone on row blocks of the
 size the evaluation uses, and reports the evaluation's time as a multiple of that bound (goal:
-<= 1.5x). The rest of the evaluation (noise, the Bernoulli log-density over 784 pixels per sample,
-the running logsumexp) is what the ratio measures.
+<= 1.2x, issue 17; 1.5x before it). The rest of the evaluation (noise, the Bernoulli log-density
+over 784 pixels per sample, the running logsumexp) is what the ratio measures.
 
     python benchmarks/is_eval.py                  # 1000 test images, K = 5000
     python benchmarks/is_eval.py --n-test 10000   # the whole test split (about 10x longer)
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     ratio = eval_s / bound_s
     print(f"log p(x) = {ll.mean:.2f} +- {ll.se:.2f} nats (test NLL {-ll.mean:.2f})")
     print(f"evaluation {eval_s:.1f} s; decoder GEMMs alone {bound_s:.1f} s ({gflops:.0f} GFLOP/s) -> "
-          f"{ratio:.2f}x the bound (goal <= 1.5x)")
+          f"{ratio:.2f}x the bound (goal <= 1.2x)")
 
     if not args.no_write:
         cmd = "python benchmarks/is_eval.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv if argv is not None else sys.argv[1:]))
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
             f"BLAS library per multiply (GFLOP/s by library: {lib_text}); latentlab multiplies with torch's, and "
             f"against torch's GEMMs alone the evaluation takes {eval_s / torch_bound_s:.2f}x.",
             "",
-            "| test images | K | evaluation (s) | GEMM bound (s) | GEMM rate | ratio (goal <= 1.5x) | test NLL (this short-trained model) |",
+            "| test images | K | evaluation (s) | GEMM bound (s) | GEMM rate | ratio (goal <= 1.2x) | test NLL (this short-trained model) |",
             "|---:|---:|---:|---:|---:|---:|---:|",
             f"| {len(test)} | {args.k} | {eval_s:.1f} | {bound_s:.1f} | {gflops:.0f} GFLOP/s | {ratio:.2f}x | {-ll.mean:.2f} ± {ll.se:.2f} |",
         ])
