@@ -15,7 +15,7 @@ import importlib.util
 from ._version import __version__  # noqa: F401 (public)
 from .threads import configure_process as _configure_process
 
-_configure_process()  # OMP_WAIT_POLICY=PASSIVE before torch loads (see latentlab.threads)
+_configure_process()  # OMP_WAIT_POLICY=PASSIVE, THP_MEM_ALLOC_ENABLE=1 before torch loads (see latentlab.threads)
 
 #: name -> the module that defines it (the estimators come from the registry).
 _LAZY = {
