@@ -27,10 +27,10 @@ its default averaging is shown beside them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _common import require_mnist, machine, machine_line, write_section  # noqa: E402
+from benchmarks_md import command_line  # noqa: E402
 
 D_IN, D_H, D_Z, BATCH, LR = 784, 400, 20, 128, 1e-3
 
@@ -238,19 +239,18 @@ def neg_elbo(encode, decode_probs, V: torch.Tensor, seed: int = 0) -> float:
     return float(rec + kl) / len(V)
 
 
-class torch_default_init:
+@contextlib.contextmanager
+def torch_default_init():
     """Inside the block latentlab's MLPs keep PyTorch's default initialisation instead of starting
     orthogonal (``latentlab.nn.networks.orthogonal_init`` made a no-op): a diagnostic, so that the
     loss check can tell the starting point from the training machinery."""
+    import latentlab.nn.networks as nets
 
-    def __enter__(self):
-        import latentlab.nn.networks as nets
-
-        self.nets, self.saved = nets, nets.orthogonal_init
-        nets.orthogonal_init = lambda module: module
-
-    def __exit__(self, *exc):
-        self.nets.orthogonal_init = self.saved
+    saved, nets.orthogonal_init = nets.orthogonal_init, (lambda module: module)
+    try:
+        yield
+    finally:
+        nets.orthogonal_init = saved
 
 
 def same_loss_check(Xn, X, V, epochs: int, seeds, device) -> dict:
@@ -259,13 +259,12 @@ def same_loss_check(Xn, X, V, epochs: int, seeds, device) -> dict:
     lags the running weights; and once more starting from PyTorch's default initialisation, as the
     example does, instead of latentlab's orthogonal one. The timed runs use the defaults."""
     variants = {"latentlab, ema=None, torch's default init": ({"ema": None}, torch_default_init),
-                "latentlab, ema=None": ({"ema": None}, None), "latentlab (defaults: ema=0.999, orthogonal init)": ({}, None)}
+                "latentlab, ema=None": ({"ema": None}, contextlib.nullcontext),
+                "latentlab (defaults: ema=0.999, orthogonal init)": ({}, contextlib.nullcontext)}
     out = {"pytorch-example": [], **{k: [] for k in variants}}
-    import contextlib
-
     for s in seeds:
         for key, (kw, ctx) in variants.items():
-            with (ctx() if ctx else contextlib.nullcontext()):
+            with ctx():
                 vae = latentlab_vae(epochs, s, "cpu", **kw).fit(Xn)
             m = vae.module_.cpu().eval()
             out[key].append(neg_elbo(lambda x: (m.encode(x).mean, m.encode(x).logvar),
@@ -357,8 +356,7 @@ def main(argv=None) -> int:
 
     if not args.no_write:
         lines = [
-            "`" + ("OMP_NUM_THREADS=" + os.environ["OMP_NUM_THREADS"] + " " if "OMP_NUM_THREADS" in os.environ else "")
-            + "python benchmarks/throughput.py" + (" " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))).rstrip() + "`",
+            f"`{command_line()}`",
             "",
             f"Machine: {machine_line()}. Model 784-400-20 MLP VAE, ReLU, Bernoulli likelihood, analytic KL, "
             f"one z sample, batch {BATCH}, Adam lr {LR}; {args.epochs} epoch(s) of the 50,000 training images per "

@@ -106,12 +106,17 @@ def _operand(shape, transposed, g):
     return torch.randn(*shape[:-2], shape[-1], shape[-2], generator=g).transpose(-1, -2)
 
 
+def _operands(calls):
+    """Random operands of the recorded shapes and layouts, seeded."""
+    g = torch.Generator().manual_seed(0)
+    return [(_operand(a, ta, g), _operand(b, tb, g)) for a, ta, b, tb in calls]
+
+
 def gemm_times(calls, reps: int) -> dict[str, float]:
     """Seconds per step if only these multiplies ran, by library; "best" takes the faster per shape."""
     from threadpoolctl import threadpool_limits
 
-    g = torch.Generator().manual_seed(0)
-    mats = [(_operand(a, ta, g), _operand(b, tb, g)) for a, ta, b, tb in calls]
+    mats = _operands(calls)
     np_mats = [(a.numpy(), b.numpy()) for a, b in mats]
     libs = {"torch": lambda i: torch.matmul(*mats[i]), "numpy": lambda i: np.matmul(*np_mats[i])}
     per = {}
@@ -137,8 +142,8 @@ def gemm_times_after_adam(calls, n_params: int, reps: int) -> dict[str, float]:
     fused Adam update of ``n_params`` parameters, the update every Adam trainer makes between two
     steps, which streams parameters, gradients and both moments through the caches. Returns the
     seconds per step of the multiplies so timed ("gemm") and of the Adam update alone ("adam")."""
-    g = torch.Generator().manual_seed(0)
-    mats = [(_operand(a, ta, g), _operand(b, tb, g)) for a, ta, b, tb in calls]
+    g = torch.Generator().manual_seed(1)
+    mats = _operands(calls)
     w = torch.randn(n_params, generator=g, requires_grad=True)
     w.grad = torch.randn(n_params, generator=g) * 1e-3
     try:

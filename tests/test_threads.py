@@ -25,11 +25,16 @@ PROBE = (
 )
 
 
-def _probe(order: str, **env) -> list:
-    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", PROBE, order], env={**clean, **env}, capture_output=True, text=True,
+def _run_probe(code: str, variable: str, order: str, env: dict) -> list:
+    """Run ``code`` in a fresh interpreter, ``variable`` unset unless ``env`` sets it; its JSON output."""
+    clean = {k: v for k, v in os.environ.items() if k != variable}
+    out = subprocess.run([sys.executable, "-c", code, order], env={**clean, **env}, capture_output=True, text=True,
                          timeout=120, check=True)
     return json.loads(out.stdout)
+
+
+def _probe(order: str, **env) -> list:
+    return _run_probe(PROBE, "OMP_WAIT_POLICY", order, env)
 
 
 def test_import_sets_the_passive_wait_policy_before_torch_loads():
@@ -64,10 +69,7 @@ HUGE_PROBE = (
 
 
 def _huge_probe(order: str, **env) -> list:
-    clean = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    out = subprocess.run([sys.executable, "-c", HUGE_PROBE, order], env={**clean, **env}, capture_output=True,
-                         text=True, timeout=120, check=True)
-    return json.loads(out.stdout)
+    return _run_probe(HUGE_PROBE, "THP_MEM_ALLOC_ENABLE", order, env)
 
 
 @pytest.mark.skipif(not (_threads._kernel_offers_huge_pages() and os.path.exists("/proc/self/smaps")),
